@@ -1,0 +1,187 @@
+"""Step-cost models: seconds for one forward pass, and closed-form sums over decode runs.
+
+A pass is described by a :class:`~sim.shapes.BatchShape`. Every cost model also describes a
+*pure decode* pass with ``D`` sequences attending ``C`` context tokens as
+
+    t(C) = c0 + max(a1 + b1*C, a2 + b2*C)             (a :class:`DecodeLine`)
+
+so that the iteration loop can sum a run of ``K`` decode passes, whose context grows by ``D``
+each pass, in closed form (the step time grows with the context, so the sum is not a product),
+and invert that sum to find the pass during which a future arrival lands.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+from sim.shapes import BatchShape
+
+__all__ = [
+    "ConstantStepCost",
+    "DecodeLine",
+    "LinearStepCost",
+    "RooflineStepCost",
+    "StepCost",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLine:
+    """Time of a pure decode pass as a function of its context: c0 + max(a1 + b1 C, a2 + b2 C)."""
+
+    c0: float
+    a1: float
+    b1: float
+    a2: float
+    b2: float
+
+    def at(self, context_tokens: float) -> float:
+        """Seconds of one pass whose decoding sequences attend ``context_tokens`` in total."""
+        return self.c0 + max(self.a1 + self.b1 * context_tokens, self.a2 + self.b2 * context_tokens)
+
+    def run_time(self, context_tokens: int, num_seqs: int, num_passes: int) -> float:
+        """Sum of ``num_passes`` consecutive passes; the context grows by ``num_seqs`` per pass."""
+        total = 0.0
+        for start, stop, p, q in self._segments(context_tokens, num_seqs, num_passes):
+            n = stop - start
+            total += n * p + q * (start + stop - 1) * n / 2
+        return total + self.c0 * num_passes
+
+    def passes_to_reach(self, context_tokens: int, num_seqs: int, duration_s: float) -> int:
+        """Smallest K >= 1 whose run of K passes lasts at least ``duration_s``."""
+        if duration_s <= 0:
+            return 1
+        first = self.at(context_tokens)
+        guess = max(1, math.ceil(duration_s / first))
+        slope = max(self.b1, self.b2) * num_seqs
+        if slope > 0:  # solve K p + q K(K-1)/2 = d for the steeper line, then correct
+            p = first + slope / 2
+            disc = p * p + 2 * slope * duration_s
+            guess = max(1, min(guess, math.ceil((math.sqrt(disc) - p) / slope) + 1))
+        k = guess
+        while k > 1 and self.run_time(context_tokens, num_seqs, k - 1) >= duration_s:
+            k -= 1
+        while self.run_time(context_tokens, num_seqs, k) < duration_s:
+            k += 1
+        return k
+
+    def _segments(
+        self, context_tokens: int, num_seqs: int, num_passes: int
+    ) -> list[tuple[int, int, float, float]]:
+        """Split passes [0, K) where the dominant line changes; each piece is p + q j."""
+        p1, q1 = self.a1 + self.b1 * context_tokens, self.b1 * num_seqs
+        p2, q2 = self.a2 + self.b2 * context_tokens, self.b2 * num_seqs
+        first_is_1 = p1 >= p2
+        lead, other = ((p1, q1), (p2, q2)) if first_is_1 else ((p2, q2), (p1, q1))
+        if other[1] <= lead[1]:
+            return [(0, num_passes, *lead)]
+        cross = (lead[0] - other[0]) / (other[1] - lead[1])  # other overtakes after j > cross
+        switch = min(num_passes, max(0, math.floor(cross) + 1))
+        pieces = []
+        if switch > 0:
+            pieces.append((0, switch, *lead))
+        if switch < num_passes:
+            pieces.append((switch, num_passes, *other))
+        return pieces
+
+
+class StepCost(Protocol):
+    """Prices one forward pass."""
+
+    def step_time(self, shape: BatchShape) -> float:
+        """Seconds for one pass of this shape."""
+        ...
+
+    def decode_line(self, num_seqs: int) -> DecodeLine:
+        """The pure-decode pass time of ``num_seqs`` sequences, as a function of context."""
+        ...
+
+
+@dataclass(frozen=True)
+class ConstantStepCost:
+    """Every pass costs ``step_s``, whatever it holds (used for exact timelines)."""
+
+    step_s: float
+
+    def step_time(self, shape: BatchShape) -> float:
+        return self.step_s
+
+    def decode_line(self, num_seqs: int) -> DecodeLine:
+        return DecodeLine(self.step_s, 0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class LinearStepCost:
+    """t = overhead + per prompt token + per decoding sequence + per attended context token."""
+
+    overhead_s: float = 0.0
+    prefill_s_per_token: float = 0.0
+    decode_s_per_seq: float = 0.0
+    attention_s_per_context_token: float = 0.0
+
+    def step_time(self, shape: BatchShape) -> float:
+        return (
+            self.overhead_s
+            + self.prefill_s_per_token * shape.num_prefill_tokens
+            + self.decode_s_per_seq * shape.num_decode_seqs
+            + self.attention_s_per_context_token * shape.num_context_tokens
+        )
+
+    def decode_line(self, num_seqs: int) -> DecodeLine:
+        c0 = self.overhead_s + self.decode_s_per_seq * num_seqs
+        b = self.attention_s_per_context_token
+        return DecodeLine(c0, 0.0, b, 0.0, b)
+
+
+@dataclass(frozen=True)
+class RooflineStepCost:
+    """Roofline pass time from model shape x hardware x weight format x engine efficiencies.
+
+    ``t = step_overhead * passes + seq_overhead * seqs + max(t_memory, t_compute)`` where
+
+    * ``t_memory``: weight bytes read once per physical pass (``ceil(tokens / max_pass_tokens)``
+      passes, the ubatch of llama.cpp) plus KV bytes read by attention and written for the new
+      tokens, at ``bandwidth_efficiency`` of peak bandwidth;
+    * ``t_compute``: GEMM FLOPs (2 x layer weights x tokens + 2 x lm-head x sampled sequences) at
+      ``compute_efficiency`` of the format's tensor peak, plus attention FLOPs
+      (4 x layers x heads x head_dim per query-key pair) at ``attention_efficiency`` of the
+      16-bit peak.
+    """
+
+    weight_bytes_per_pass: float
+    kv_bytes_per_token: float
+    layer_matmul_params: float
+    lm_head_params: float
+    attention_flops_per_pair: float
+    bandwidth_bytes_per_s: float
+    gemm_flops_per_s: float
+    attention_flops_per_s: float
+    step_overhead_s: float
+    seq_overhead_s: float
+    max_pass_tokens: int = 1 << 30
+
+    def step_time(self, shape: BatchShape) -> float:
+        tokens = shape.num_tokens
+        seqs = shape.num_decode_seqs + shape.num_prefill_seqs
+        passes = max(1, -(-tokens // self.max_pass_tokens))
+        kv_tokens = shape.num_context_tokens + shape.prefill_context_tokens + tokens
+        memory_s = (
+            self.weight_bytes_per_pass * passes + self.kv_bytes_per_token * kv_tokens
+        ) / self.bandwidth_bytes_per_s
+        pairs = shape.num_context_tokens + shape.prefill_attention_pairs
+        compute_s = (
+            2.0 * (self.layer_matmul_params * tokens + self.lm_head_params * seqs)
+        ) / self.gemm_flops_per_s + self.attention_flops_per_pair * pairs / self.attention_flops_per_s
+        return self.step_overhead_s * passes + self.seq_overhead_s * seqs + max(memory_s, compute_s)
+
+    def decode_line(self, num_seqs: int) -> DecodeLine:
+        passes = max(1, -(-num_seqs // self.max_pass_tokens))
+        bw = self.bandwidth_bytes_per_s
+        c0 = self.step_overhead_s * passes + self.seq_overhead_s * num_seqs
+        a1 = (self.weight_bytes_per_pass * passes + self.kv_bytes_per_token * num_seqs) / bw
+        b1 = self.kv_bytes_per_token / bw
+        a2 = 2.0 * (self.layer_matmul_params + self.lm_head_params) * num_seqs / self.gemm_flops_per_s
+        b2 = self.attention_flops_per_pair / self.attention_flops_per_s
+        return DecodeLine(c0, a1, b1, a2, b2)

@@ -1,0 +1,300 @@
+"""The one iteration loop that every architecture shares, and the scheduler base it drives.
+
+A scheduler decides a :class:`Step` (a value) without knowing the clock; the loop asks the cost
+model how long the step takes and advances SimPy time. Stretches of pure decode passes with no
+event in between are fast-forwarded in one jump whose duration is summed in closed form; an
+arrival or timeout that lands inside such a stretch is picked up at the pass boundary where
+stepping one pass at a time would pick it up (``fast=False`` steps one pass at a time).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import simpy
+
+from sim.costs import StepCost
+from sim.recorder import Recorder
+from sim.requests import Phase, Request, Status
+from sim.servers.decode_set import DecodeSet
+from sim.shapes import BatchShape
+
+__all__ = ["Client", "IterationServer", "Scheduler", "Step"]
+
+INF = float("inf")
+FinishHook = Callable[[Request, float, Status], None]
+
+
+@dataclass(slots=True)
+class Step:
+    """One forward pass: explicit prompt chunks, plus (implicitly) the whole decode set."""
+
+    chunks: list[tuple[Request, int]] = field(default_factory=list)
+    decode: bool = True
+    """Whether the decode set takes part (vLLM V0's prefill passes leave it waiting)."""
+    num_decode_seqs: int = 0
+    context_tokens: int = 0
+
+    @property
+    def plain(self) -> bool:
+        """A pass of decode tokens only, which can be repeated without a decision."""
+        return not self.chunks and self.decode and self.num_decode_seqs > 0
+
+    def shape(self) -> BatchShape:
+        """What the accelerator sees in this pass."""
+        tokens = seqs = past = 0
+        pairs = 0.0
+        for request, chunk in self.chunks:
+            done = request.computed
+            tokens += chunk
+            seqs += 1
+            past += done
+            pairs += chunk * (done + (chunk + 1) / 2)
+        return BatchShape(tokens, seqs, past, pairs, self.num_decode_seqs, self.context_tokens)
+
+
+class Client(Protocol):
+    """Where requests come from: an open-loop arrival list or closed-loop users."""
+
+    def next_arrival_s(self) -> float:
+        """Time of the next arrival not yet handed over (inf when none is pending)."""
+        ...
+
+    def pop_arrivals(self, now: float) -> list[Request]:
+        """Requests arriving at or before ``now``, in arrival order."""
+        ...
+
+    def on_done(self, request: Request, now: float) -> None:
+        """The client saw its request end (closed-loop users issue their next one)."""
+        ...
+
+
+class Scheduler:
+    """Iteration-level policy over a waiting queue and a :class:`DecodeSet`; no clock inside.
+
+    Subclasses implement :meth:`schedule`, and the hooks :meth:`_join`, :meth:`_due`,
+    :meth:`_release`; the base class applies finished passes.
+    """
+
+    def __init__(self, block_size: int = 1) -> None:
+        self.decode = DecodeSet(block_size)
+        self.waiting: deque[Request] = deque()
+        self.num_waiting = 0
+        self.joined: list[Request] = []
+        self._finish: FinishHook = lambda request, now, status: None
+        self._gap: Callable[[float], None] = lambda gap_s: None
+
+    def bind(self, on_finish: FinishHook, on_gap: Callable[[float], None]) -> None:
+        """Set the callbacks told about requests that leave, and about lone inter-token gaps."""
+        self._finish = on_finish
+        self._gap = on_gap
+
+    # arrivals and cancellations ---------------------------------------------------------------
+    def add(self, request: Request, now: float) -> None:
+        """Queue an arriving request (considered at the next :meth:`schedule`)."""
+        self.waiting.append(request)
+        self.num_waiting += 1
+
+    def cancel(self, request: Request, now: float, status: Status) -> None:
+        """The client went away (or the engine gave up): free everything the request holds."""
+        if request.phase == Phase.QUEUED:
+            self.num_waiting -= 1  # stays in the deque as a tombstone, skipped when popped
+        else:
+            self._release(request)
+        self.end(request, now, status)
+
+    def end(self, request: Request, now: float, status: Status) -> None:
+        """Mark a request gone and report it."""
+        request.phase = Phase.GONE
+        self._finish(request, now, status)
+
+    def pop_waiting(self) -> Request | None:
+        """Head of the waiting queue, skipping cancelled tombstones."""
+        waiting = self.waiting
+        while waiting:
+            head = waiting[0]
+            if head.phase == Phase.QUEUED:
+                return head
+            waiting.popleft()
+        return None
+
+    # the decision -----------------------------------------------------------------------------
+    def schedule(self, now: float) -> Step | None:
+        """Choose the next pass, or None when there is nothing to run."""
+        raise NotImplementedError
+
+    def safe_passes(self) -> int:
+        """How many passes of the current plain step may run with no decision in between."""
+        at = self.decode.next_event_at()
+        return (1 << 62) if at is None else at - self.decode.n
+
+    def admits_arrivals(self) -> bool:
+        """Whether an arrival now would change the next pass (False while capacity is full)."""
+        return True
+
+    def wake_at(self) -> float:
+        """A time at which the scheduler has something to do by itself (model load), else inf."""
+        return INF
+
+    def has_work(self) -> bool:
+        """Whether any request is still inside."""
+        return self.decode.num_seqs > 0 or self.pop_waiting() is not None
+
+    # applying a finished pass -----------------------------------------------------------------
+    def complete(self, step: Step, passes: int, now: float) -> None:
+        """Apply ``passes`` repetitions of ``step``, which ended at ``now``."""
+        if step.decode:
+            self._advance(passes)
+        for request, chunk in step.chunks:
+            if request.phase != Phase.PREFILL:
+                continue
+            request.computed += chunk
+            if request.computed >= request.prefill_target:
+                self._sample_after_prefill(request, now)
+        for request in self.decode.pop_due():
+            self._due(request, now)
+
+    def _advance(self, passes: int) -> None:
+        self.decode.n += passes
+
+    def _sample_after_prefill(self, request: Request, now: float) -> None:
+        if request.generated:  # recomputed after a preemption: this token ends a long gap
+            self._gap(now - request.last_token_s)
+        request.generated += 1
+        if request.first_token_s < 0:
+            request.first_token_s = now
+        request.last_token_s = now
+        if request.generated >= request.output_tokens:
+            self._release(request)
+            self.end(request, now, Status.COMPLETED)
+        else:
+            self._join(request)
+            self.joined.append(request)
+
+    def _join(self, request: Request) -> None:
+        """A request sampled a token after its prompt: it joins the decode set."""
+        self.decode.add(request)
+
+    def _due(self, request: Request, now: float) -> None:
+        """A decode-set member's event came due: by default it finished."""
+        self._release(request)
+        self.end(request, now, Status.COMPLETED)
+
+    def _release(self, request: Request) -> None:
+        """Give back what the request holds; subclasses free slots or KV blocks, then call this."""
+        if request.phase == Phase.DECODE:
+            self.decode.remove(request)
+
+
+class IterationServer:
+    """Runs a :class:`Scheduler`: schedule a pass, price it, let SimPy time pass, apply it."""
+
+    def __init__(self, scheduler: Scheduler, cost: StepCost, *, fast: bool = True) -> None:
+        self.scheduler = scheduler
+        self.cost = cost
+        self.fast = fast
+
+    def start(self, env: simpy.Environment, client: Client, recorder: Recorder) -> simpy.Process:
+        """Spawn the server's process."""
+
+        def on_finish(request: Request, now: float, status: Status) -> None:
+            recorder.finish(request, now, status)
+            client.on_done(request, now)
+
+        self.scheduler.bind(on_finish, lambda gap_s: recorder.itl(gap_s, 0.0, 1, 1))
+        return env.process(self._loop(env, client, recorder))
+
+    def _loop(
+        self, env: simpy.Environment, client: Client, recorder: Recorder
+    ) -> Generator[simpy.Event, Any, None]:
+        scheduler, cost = self.scheduler, self.cost
+        decode = scheduler.decode
+        deadlines: list[tuple[float, int, Request]] = []
+        last_decode_end = 0.0
+        while True:
+            now = env.now
+            self._expire(deadlines, now)
+            self._admit(client.pop_arrivals(now), deadlines, recorder, now)
+            step = scheduler.schedule(now)
+            if step is None:
+                wake = min(client.next_arrival_s(), self._next_deadline(deadlines), scheduler.wake_at())
+                if wake == INF:
+                    return
+                yield env.timeout(max(wake - now, 0.0))
+                continue
+            passes = 1
+            if step.plain:
+                line = cost.decode_line(step.num_decode_seqs)
+                if self.fast:
+                    passes = self._plain_passes(step, line, client, deadlines, now)
+                duration = line.run_time(step.context_tokens, step.num_decode_seqs, passes)
+            else:
+                duration = cost.step_time(step.shape())
+            yield env.timeout(duration)
+            end = env.now
+            recorder.num_passes += passes
+            recorder.busy_s += duration
+            if step.decode and step.num_decode_seqs:
+                self._record_gaps(step, passes, end, duration, last_decode_end, recorder)
+                last_decode_end = end
+            scheduler.joined.clear() if step.decode else None
+            scheduler.complete(step, passes, end)
+
+    def _record_gaps(
+        self, step: Step, passes: int, end: float, duration: float, last_end: float, recorder: Recorder
+    ) -> None:
+        """Inter-token gaps of the decoding sequences over the passes just run."""
+        scheduler = self.scheduler
+        joined = [r for r in scheduler.joined if r.last_token_s != last_end]
+        first_end = end if passes == 1 else None
+        if passes > 1:  # gaps of passes 2..K follow the decode line; the first pass ends earlier
+            line = self.cost.decode_line(step.num_decode_seqs)
+            d = step.num_decode_seqs
+            rest = line.run_time(step.context_tokens + d, d, passes - 1)
+            first_end = end - rest
+            for start, stop, p, q in line._segments(step.context_tokens + d, d, passes - 1):
+                recorder.itl(line.c0 + p + q * start, q, stop - start, d)
+        assert first_end is not None
+        recorder.itl(first_end - last_end, 0.0, 1, step.num_decode_seqs - len(joined))
+        for request in joined:
+            recorder.itl(first_end - request.last_token_s, 0.0, 1, 1)
+
+    def _plain_passes(
+        self, step: Step, line: Any, client: Client, deadlines: list[tuple[float, int, Request]], now: float
+    ) -> int:
+        passes = self.scheduler.safe_passes()
+        event = self._next_deadline(deadlines)
+        if self.scheduler.admits_arrivals():
+            event = min(event, client.next_arrival_s())
+        if event < INF:
+            passes = min(passes, line.passes_to_reach(step.context_tokens, step.num_decode_seqs, event - now))
+        return max(1, passes)
+
+    @staticmethod
+    def _next_deadline(deadlines: list[tuple[float, int, Request]]) -> float:
+        while deadlines and deadlines[0][2].phase == Phase.GONE:
+            heapq.heappop(deadlines)
+        return deadlines[0][0] if deadlines else INF
+
+    def _expire(self, deadlines: list[tuple[float, int, Request]], now: float) -> None:
+        while deadlines and deadlines[0][0] <= now:
+            deadline, _, request = heapq.heappop(deadlines)
+            if request.phase != Phase.GONE:
+                self.scheduler.cancel(request, deadline, Status.TIMEOUT)
+
+    def _admit(
+        self,
+        arrivals: Iterable[Request],
+        deadlines: list[tuple[float, int, Request]],
+        recorder: Recorder,
+        now: float,
+    ) -> None:
+        for request in arrivals:
+            recorder.arrive(request)
+            if request.deadline_s < INF:
+                heapq.heappush(deadlines, (request.deadline_s, request.id, request))
+            self.scheduler.add(request, now)

@@ -1,0 +1,144 @@
+"""The decoding set, advanced implicitly: O(1) per pass, O(log n) per request.
+
+Every running request that is past its prompt gains one token per pass. Rather than touching
+each of them every pass, the set keeps
+
+* a pass counter ``n`` (passes the set has taken part in),
+* for each member a key ``k`` such that its context in the pass ``n -> n+1`` is ``k + n``,
+  so the set's total context is ``sum(k) + D*n`` (a running sum),
+* a heap of members keyed by the pass count at which each next needs attention (it finishes,
+  or its context reaches a limit),
+* for paged KV, how many members sit at each residue of ``k`` modulo the block size, which says
+  how many new blocks the next passes need without visiting anyone::
+
+      stored tokens before pass n->n+1:  k + n - 1
+      a new block is needed iff          (k + n - 1) % block_size == 0
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from sim.requests import Phase, Request
+
+__all__ = ["DecodeSet"]
+
+
+class DecodeSet:
+    """Running requests that decode one token per pass."""
+
+    __slots__ = ("_heap", "_pushes", "_residue", "block_size", "key_sum", "n", "num_seqs")
+
+    def __init__(self, block_size: int = 1) -> None:
+        self.n = 0
+        self.num_seqs = 0
+        self.key_sum = 0
+        self.block_size = block_size
+        self._residue = [0] * block_size
+        self._heap: list[tuple[int, int, int, Request]] = []
+        self._pushes = 0
+
+    # membership -----------------------------------------------------------------------------
+    def add(self, request: Request, limit_at: int | None = None) -> None:
+        """Join with ``request.generated`` tokens already sampled (the first one at least).
+
+        ``limit_at`` is a pass count at which the request needs attention before finishing
+        (its context limit); the earlier of that and its natural finish is scheduled.
+        """
+        request.phase = Phase.DECODE
+        key = request.prompt_tokens + request.generated - self.n
+        request.key = key
+        finish_at = self.n + request.output_tokens - request.generated
+        self.num_seqs += 1
+        self.key_sum += key
+        self._residue[key % self.block_size] += 1
+        self._push(request, finish_at if limit_at is None else min(finish_at, limit_at))
+
+    def _push(self, request: Request, event_at: int) -> None:
+        self._pushes += 1
+        request.event_at = event_at
+        request.heap_entry = self._pushes
+        heapq.heappush(self._heap, (event_at, request.id, self._pushes, request))
+
+    def remove(self, request: Request) -> None:
+        """Take a member out (finished, cancelled or preempted); brings ``generated`` up to date.
+
+        The caller sets the request's new phase; its heap entry is stale from now on.
+        """
+        request.generated = self.generated(request)
+        self.num_seqs -= 1
+        self.key_sum -= request.key
+        self._residue[request.key % self.block_size] -= 1
+        request.heap_entry = 0
+
+    def rekey(self, request: Request, new_key: int, event_at: int) -> None:
+        """Change a member's context key (a context shift) and its next event."""
+        self.key_sum += new_key - request.key
+        self._residue[request.key % self.block_size] -= 1
+        self._residue[new_key % self.block_size] += 1
+        request.key = new_key
+        self._push(request, event_at)
+
+    def generated(self, request: Request) -> int:
+        """Tokens the member has sampled so far."""
+        return request.key + self.n - request.prompt_tokens + request.discarded
+
+    # aggregate state --------------------------------------------------------------------------
+    @property
+    def context_tokens(self) -> int:
+        """Tokens attended by the set in the next pass."""
+        return self.key_sum + self.num_seqs * self.n
+
+    def members(self) -> list[Request]:
+        """Current members, in no particular order (O(n): for rare slow paths only)."""
+        return [entry[3] for entry in self._heap if entry[3].heap_entry == entry[2]]
+
+    def stored_tokens(self, request: Request) -> int:
+        """KV tokens a member holds before the next pass."""
+        return request.key + self.n - 1
+
+    def next_event_at(self) -> int | None:
+        """Pass count of the next member event, skipping stale entries."""
+        heap = self._heap
+        while heap and heap[0][3].heap_entry != heap[0][2]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def pop_due(self) -> list[Request]:
+        """Members whose event is due at the current pass count, in request-id order."""
+        due = []
+        heap = self._heap
+        while True:
+            at = self.next_event_at()
+            if at is None or at > self.n:
+                return due
+            due.append(heapq.heappop(heap)[3])
+
+    def new_blocks(self, passes: int, first: int = 0) -> int:
+        """Blocks the members need for passes ``first .. passes-1`` from now."""
+        bs = self.block_size
+        if bs == 1:
+            return self.num_seqs * (passes - first)
+        full, rest = divmod(passes - first, bs)
+        total = full * self.num_seqs
+        residue = self._residue
+        for j in range(first, first + rest):
+            total += residue[(1 - self.n - j) % bs]
+        return total
+
+    def passes_within_blocks(self, free_blocks: int, first: int = 1) -> int:
+        """Largest K >= first such that passes ``first .. K-1`` need at most ``free_blocks``."""
+        if self.num_seqs == 0:
+            return 1 << 62
+        bs = self.block_size
+        per_cycle = self.num_seqs
+        cycles = free_blocks // per_cycle
+        k = first + max(0, cycles - 1) * bs
+        spent = self.new_blocks(k, first)
+        residue = self._residue
+        while True:
+            need = residue[(1 - self.n - k) % bs] if bs > 1 else self.num_seqs
+            if spent + need > free_blocks:
+                return k
+            spent += need
+            k += 1
