@@ -20,7 +20,8 @@ class Recorder:
     def __init__(self, capacity: int) -> None:
         self._grow_to(capacity, fresh=True)
         self.num_arrived = 0
-        self.itl_segments: list[tuple[float, float, int, int]] = []
+        self.itl_segments: list[tuple[float, float, float, int, int]] = []
+        self.now = 0.0
         self.num_passes = 0
         self.busy_s = 0.0
 
@@ -72,7 +73,7 @@ class Recorder:
     def itl(self, gap0: float, slope: float, count: int, weight: int) -> None:
         """Record ``count`` passes of gaps ``gap0 + slope*j``, each giving ``weight`` tokens."""
         if weight > 0 and count > 0:
-            self.itl_segments.append((gap0, slope, count, weight))
+            self.itl_segments.append((self.now, gap0, slope, count, weight))
 
     def trim(self) -> None:
         """Drop unused capacity at the end of a run."""

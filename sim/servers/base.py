@@ -236,6 +236,7 @@ class IterationServer:
                 duration = cost.step_time(step.shape())
             yield env.timeout(duration)
             end = env.now
+            recorder.now = end
             recorder.num_passes += passes
             recorder.busy_s += duration
             if step.decode and step.num_decode_seqs:

@@ -1,0 +1,114 @@
+"""Cost profiles: engine efficiencies for the roofline model, with their provenance.
+
+Profiles live as YAML under ``calibration/profiles/`` (hand-documented priors in
+``priors.yaml``, fitted ones written by ``servesim calibrate``). Each names what it applies to
+(engine, hardware id or kind, model, weight format; ``"*"`` matches anything); the most specific
+match wins, so a GPU nobody measured still gets its hardware class's prior.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CostParams", "CostProfile", "load_profiles", "select_profile"]
+
+
+class CostParams(BaseModel):
+    """Efficiencies and overheads of one engine on one class of hardware."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    bandwidth_efficiency: float = Field(gt=0, le=1.5)
+    """Achieved fraction of peak memory bandwidth when streaming weights and KV."""
+    compute_efficiency: float = Field(gt=0, le=1.5)
+    """Achieved fraction of the weight format's peak tensor throughput in GEMMs."""
+    attention_efficiency: float = Field(gt=0, le=1.5)
+    """Achieved fraction of the 16-bit peak in attention."""
+    step_overhead_s: float = Field(ge=0)
+    """Fixed seconds per physical forward pass (launches, scheduling, synchronisation)."""
+    seq_overhead_s: float = Field(ge=0)
+    """Seconds per sequence in a pass (sampling, detokenisation, bookkeeping)."""
+
+
+class CostProfile(BaseModel):
+    """Cost parameters plus what they apply to and where they come from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    id: str
+    """Unique name of the profile."""
+    engine: str = "*"
+    """vllm, llama.cpp, ollama, or * for any."""
+    hardware: str = "*"
+    """Hardware id (rtx-4090) or kind (consumer_gpu, datacenter_gpu, apple_silicon, cpu), or *."""
+    model: str = "*"
+    """Model id, or *."""
+    weight_format: str = "*"
+    """Weight format name, or *."""
+    threads: int | None = None
+    """CPU threads the measurement used (CPU profiles)."""
+    params: CostParams
+    """The fitted or documented parameters."""
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    """Sources, hardware, software, date; for fits: input files with sha256, residuals."""
+
+    def specificity(self, engine: str, hardware_id: str, hardware_kind: str, model: str, fmt: str) -> int:
+        """Match score (higher = more specific), or -1 when the profile does not apply."""
+        score = 0
+        for want, have, weight in (
+            (self.engine, engine, 8),
+            (self.model, model, 2),
+            (self.weight_format, fmt, 1),
+        ):
+            if want != "*" and want != have:
+                return -1
+            score += weight * (want != "*")
+        if self.hardware == hardware_id:
+            score += 16
+        elif self.hardware == hardware_kind:
+            score += 4
+        elif self.hardware != "*":
+            return -1
+        return score
+
+
+def _profile_files() -> list[Path]:
+    root = resources.files("calibration") / "profiles"
+    return sorted(Path(str(root)).glob("*.yaml"))
+
+
+@lru_cache(maxsize=8)
+def load_profiles(extra: tuple[str, ...] = ()) -> tuple[CostProfile, ...]:
+    """All shipped profiles, plus those in ``extra`` files."""
+    profiles = []
+    for path in [*_profile_files(), *(Path(p) for p in extra)]:
+        data = yaml.safe_load(path.read_text())
+        entries = data if isinstance(data, list) else data.get("profiles", [data])
+        profiles.extend(CostProfile.model_validate(entry) for entry in entries)
+    return tuple(profiles)
+
+
+def select_profile(
+    engine: str, hardware_id: str, hardware_kind: str, model: str, fmt: str, name: str | None = None
+) -> CostProfile:
+    """The named profile (an id or a file), else the most specific one that applies."""
+    if name is not None:
+        path = Path(name)
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            return load_profiles((str(path),))[-1]
+        for profile in load_profiles():
+            if profile.id == name:
+                return profile
+        ids = ", ".join(p.id for p in load_profiles())
+        raise ValueError(f"unknown cost profile {name!r}; known: {ids}")
+    scored = [(p.specificity(engine, hardware_id, hardware_kind, model, fmt), i, p) for i, p in enumerate(load_profiles())]
+    scored = [s for s in scored if s[0] >= 0]
+    if not scored:
+        raise ValueError(f"no cost profile applies to {engine} on {hardware_id} ({hardware_kind})")
+    return max(scored, key=lambda s: (s[0], s[1]))[2]

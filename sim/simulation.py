@@ -1,0 +1,141 @@
+"""Run a scenario: every server on the same workload, for every sweep value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from sim.catalog import CatalogError, HardwareSpec, ModelSpec, get_hardware, get_model, model_from_hf_config
+from sim.engines import EngineError, ResolvedServer, resolve_server
+from sim.metrics import summarize
+from sim.recorder import Recorder
+from sim.scenario import HfConfigModel, Scenario, ScenarioError, with_override
+from sim.servers.base import IterationServer
+from sim.servers.paged import PagedPolicy, PagedScheduler
+from sim.servers.request_level import RequestLevelServer, service_distribution
+from sim.servers.slots import SlotPolicy, SlotScheduler
+from sim.workload import Workload, generate_workload, make_client
+
+__all__ = ["PointResult", "resolve_hardware", "resolve_model", "run", "run_server", "sweep_scenarios"]
+
+
+@dataclass
+class PointResult:
+    """One server at one sweep value: its metrics, raw records and configuration notes."""
+
+    server: str
+    engine: str
+    sweep: dict[str, Any]
+    metrics: dict[str, Any]
+    recorder: Recorder = field(repr=False)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """Flat dict: server, sweep value(s), every metric."""
+        return {"server": self.server, "engine": self.engine, "sweep": self.sweep, **self.metrics}
+
+
+def resolve_model(scenario: Scenario) -> ModelSpec:
+    """The scenario's model, from the catalog or a Hugging Face config.json."""
+    try:
+        if isinstance(scenario.model, HfConfigModel):
+            return model_from_hf_config(scenario.resolve(scenario.model.hf_config))
+        return get_model(scenario.model)
+    except CatalogError as err:
+        raise ScenarioError(f"model: {err}") from None
+
+
+def resolve_hardware(scenario: Scenario) -> HardwareSpec:
+    """The scenario's hardware, from the catalog or an inline spec."""
+    try:
+        if isinstance(scenario.hardware, dict):
+            return HardwareSpec.model_validate(scenario.hardware)
+        return get_hardware(scenario.hardware)
+    except (CatalogError, ValueError) as err:
+        raise ScenarioError(f"hardware: {err}") from None
+
+
+def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
+    """Policies and cost models of every server (raises ScenarioError naming the server)."""
+    model, hardware = resolve_model(scenario), resolve_hardware(scenario)
+    out = []
+    for i, spec in enumerate(scenario.servers):
+        try:
+            out.append(resolve_server(spec, model, hardware))
+        except (EngineError, CatalogError) as err:
+            raise ScenarioError(f"servers.{i}: {err}") from None
+    return out
+
+
+def _build(resolved: ResolvedServer, workload: Workload, fast: bool, seed: int) -> IterationServer | RequestLevelServer:
+    if resolved.service is not None:
+        import numpy as np
+
+        assert isinstance(resolved.policy, SlotPolicy)
+        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3])
+        service = service_distribution(resolved.service.distribution).sample(rng, len(workload))
+        return RequestLevelServer(resolved.policy.num_slots, service)
+    assert resolved.cost is not None
+    if isinstance(resolved.policy, PagedPolicy):
+        return IterationServer(PagedScheduler(resolved.policy), resolved.cost, fast=fast)
+    assert isinstance(resolved.policy, SlotPolicy)
+    return IterationServer(SlotScheduler(resolved.policy), resolved.cost, fast=fast)
+
+
+def simulate(scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True) -> Recorder:
+    """Replay ``workload`` through one server; returns its records."""
+    env = simpy.Environment()
+    recorder = Recorder(max(len(workload), 1))
+    client = make_client(scenario, workload)
+    server = _build(resolved, workload, fast, scenario.seed)
+    server.start(env, client, recorder)
+    env.run()
+    recorder.trim()
+    return recorder
+
+
+def _warmup(scenario: Scenario, arrived: int) -> int:
+    w = scenario.workload.warmup_requests
+    return w if w is not None else arrived // 10
+
+
+def run_server(
+    scenario: Scenario, index: int = 0, *, fast: bool = True, workload: Workload | None = None,
+    sweep: dict[str, Any] | None = None,
+) -> PointResult:
+    """Run server ``index`` of the scenario."""
+    resolved = resolve_servers(scenario)[index]
+    workload = workload if workload is not None else generate_workload(scenario)
+    recorder = simulate(scenario, resolved, workload, fast=fast)
+    slo = scenario.slo.model_dump() if scenario.slo else None
+    metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
+    notes = {**resolved.notes, "weight_format": resolved.weight_format}
+    if resolved.profile is not None:
+        notes["cost_profile"] = resolved.profile.id
+    return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
+
+
+def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenario]]:
+    """(sweep value, scenario with that value) for each point of the sweep (one if none)."""
+    if scenario.sweep is None:
+        yield {}, scenario
+        return
+    for value in scenario.sweep.values:
+        yield {scenario.sweep.path: value}, with_override(scenario, scenario.sweep.path, value)
+
+
+def run(
+    scenario: Scenario, *, fast: bool = True, progress: Callable[[str], None] | None = None
+) -> list[PointResult]:
+    """Every server at every sweep value, on common random numbers."""
+    results = []
+    for point, sc in sweep_scenarios(scenario):
+        workload = generate_workload(sc)
+        for i, spec in enumerate(sc.servers):
+            results.append(run_server(sc, i, fast=fast, workload=workload, sweep=point))
+            if progress:
+                progress(f"{spec.label} {point}")
+    return results

@@ -1,0 +1,269 @@
+"""Workloads generated in bulk before a run, and the clients that hand requests to a server.
+
+One ``SeedSequence(seed)`` is spawned into independent streams (arrivals, lengths, think
+times), so every server in a scenario sees exactly the same requests (common random numbers)
+and changing a server never shifts the workload.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.requests import Request
+from sim.scenario import (
+    ClosedLoopArrival,
+    ConstantArrival,
+    EmpiricalLength,
+    FixedLength,
+    GammaArrival,
+    LengthSpec,
+    LogNormalLength,
+    PoissonArrival,
+    Scenario,
+    ScenarioError,
+    TraceArrival,
+    UniformLength,
+)
+from sim.traces import TraceError, read_length_table, read_trace
+
+__all__ = ["ClosedLoopClient", "OpenLoopClient", "Workload", "generate_workload", "make_client"]
+
+INF = float("inf")
+
+
+@dataclass
+class Workload:
+    """Request columns, indexed by request id (issue order)."""
+
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    arrival_s: np.ndarray | None
+    """Open loop: arrival times. Closed loop: None (arrivals follow completions)."""
+    think_s: np.ndarray | None = None
+    users: int = 0
+    ramp_up_s: float = 0.0
+    timeout_s: float = INF
+    block_hashes: tuple[np.ndarray, ...] | None = None
+    hash_block_tokens: int = 0
+
+    def __len__(self) -> int:
+        return int(self.prompt_tokens.size)
+
+
+def _streams(seed: int) -> tuple[np.random.Generator, ...]:
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+
+
+def _lengths(spec: LengthSpec, n: int, rng: np.random.Generator, scenario: Scenario) -> np.ndarray:
+    match spec:
+        case FixedLength():
+            values = np.full(n, spec.value)
+        case UniformLength():
+            values = rng.integers(spec.low, spec.high, n, endpoint=True)
+        case LogNormalLength():
+            mu = np.log(spec.mean) - spec.sigma**2 / 2
+            values = np.clip(np.rint(rng.lognormal(mu, spec.sigma, n)), spec.min, spec.max)
+        case EmpiricalLength():
+            raise AssertionError("empirical lengths are sampled in pairs")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _empirical_pair(
+    prompt: EmpiricalLength | None, output: EmpiricalLength | None, n: int, rng: np.random.Generator, scenario: Scenario
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Sample rows of the length tables; one shared table keeps prompt/output correlation."""
+    def table(spec: EmpiricalLength) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            t = read_length_table(scenario.resolve(spec.path))
+        except (TraceError, OSError) as err:
+            raise ScenarioError(f"workload: empirical lengths from {spec.path}: {err}") from None
+        return t.prompt_tokens, t.output_tokens
+
+    def finish(values: np.ndarray, spec: EmpiricalLength) -> np.ndarray:
+        out = np.maximum(1, np.rint(values * spec.scale)).astype(np.int64)
+        return np.minimum(out, spec.max) if spec.max else out
+
+    if prompt and output and prompt.path == output.path:
+        p, o = table(prompt)
+        rows = rng.integers(0, p.size, n)
+        return finish(p[rows], prompt), finish(o[rows], output)
+    p_out = o_out = None
+    if prompt:
+        p = table(prompt)[0]
+        p_out = finish(p[rng.integers(0, p.size, n)], prompt)
+    if output:
+        o = table(output)[1]
+        o_out = finish(o[rng.integers(0, o.size, n)], output)
+    return p_out, o_out
+
+
+def _sample_lengths(scenario: Scenario, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    w = scenario.workload
+    assert w.prompt_tokens is not None and w.output_tokens is not None
+    emp_p = w.prompt_tokens if isinstance(w.prompt_tokens, EmpiricalLength) else None
+    emp_o = w.output_tokens if isinstance(w.output_tokens, EmpiricalLength) else None
+    p, o = _empirical_pair(emp_p, emp_o, n, rng, scenario)
+    if p is None:
+        p = _lengths(w.prompt_tokens, n, rng, scenario)
+    if o is None:
+        o = _lengths(w.output_tokens, n, rng, scenario)
+    return p, o
+
+
+def _open_loop_times(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
+    w = scenario.workload
+    arrival = w.arrival
+    assert isinstance(arrival, PoissonArrival | GammaArrival | ConstantArrival)
+    n = w.num_requests or max(1, int(np.ceil(arrival.rate_per_s * (w.duration_s or 0) * 1.2)) + 16)
+    match arrival:
+        case PoissonArrival():
+            gaps = rng.exponential(1.0 / arrival.rate_per_s, n)
+        case GammaArrival():
+            k = arrival.shape
+            gaps = rng.gamma(k, 1.0 / (arrival.rate_per_s * k), n)
+        case ConstantArrival():
+            gaps = np.full(n, 1.0 / arrival.rate_per_s)
+    times = np.cumsum(gaps) - gaps[0]  # the first request arrives at t = 0
+    if w.num_requests is None and w.duration_s is not None:
+        times = times[times < w.duration_s]
+    return times
+
+
+def _trace_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
+    w = scenario.workload
+    spec = w.arrival
+    assert isinstance(spec, TraceArrival)
+    try:
+        trace = read_trace(scenario.resolve(spec.path), spec.format)
+        trace = trace.transform(
+            speedup=spec.speedup, window_s=spec.window_s, length_scale=spec.length_scale,
+            limit=spec.limit or w.num_requests,
+        )
+    except (TraceError, OSError, ValueError) as err:
+        raise ScenarioError(f"workload.arrival.path: {err}") from None
+    if trace.arrival_s is None:
+        raise ScenarioError(
+            f"workload.arrival.path: {spec.path} has no arrival times ({trace.format}); "
+            "use it as lengths (prompt_tokens: {kind: empirical, path: ...}) with another arrival process"
+        )
+    times = trace.arrival_s
+    if w.duration_s is not None:
+        times = times[times < w.duration_s]
+    n = times.size
+    if spec.use_lengths:
+        prompt, output = trace.prompt_tokens[:n], trace.output_tokens[:n]
+    else:
+        prompt, output = _sample_lengths(scenario, n, rng)
+    hashes = trace.hash_ids[:n] if trace.hash_ids is not None and spec.use_lengths else None
+    return Workload(
+        prompt.astype(np.int64), output.astype(np.int64), times,
+        timeout_s=w.timeout_s or INF, block_hashes=hashes, hash_block_tokens=trace.hash_block_tokens or 0,
+    )
+
+
+def generate_workload(scenario: Scenario) -> Workload:
+    """All requests of a run, drawn from the scenario's seed."""
+    w = scenario.workload
+    arrivals_rng, lengths_rng, think_rng, _ = _streams(scenario.seed)
+    arrival = w.arrival
+    if isinstance(arrival, TraceArrival):
+        return _trace_workload(scenario, lengths_rng)
+    if isinstance(arrival, ClosedLoopArrival):
+        n = w.num_requests or max(arrival.users, 1) * 4096
+        prompt, output = _sample_lengths(scenario, n, lengths_rng)
+        think = arrival.think_time
+        if think is not None and think.kind == "exponential" and think.mean_s > 0:
+            think_s = think_rng.exponential(think.mean_s, n)
+        else:
+            think_s = np.full(n, think.mean_s if think is not None else arrival.think_time_s)
+        return Workload(
+            prompt, output, None, think_s, arrival.users, arrival.ramp_up_s, w.timeout_s or INF
+        )
+    times = _open_loop_times(scenario, arrivals_rng)
+    prompt, output = _sample_lengths(scenario, times.size, lengths_rng)
+    return Workload(prompt, output, times, timeout_s=w.timeout_s or INF)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+# ---------------------------------------------------------------------------------------------
+def _request(workload: Workload, i: int, arrival_s: float, user: int = -1) -> Request:
+    hashes = workload.block_hashes
+    return Request(
+        id=i,
+        arrival_s=arrival_s,
+        prompt_tokens=int(workload.prompt_tokens[i]),
+        output_tokens=int(workload.output_tokens[i]),
+        deadline_s=arrival_s + workload.timeout_s,
+        user=user,
+        block_hashes=tuple(int(h) for h in hashes[i]) if hashes is not None else (),
+        hash_block_tokens=workload.hash_block_tokens,
+    )
+
+
+class OpenLoopClient:
+    """Requests arrive at pre-drawn times, whatever the server does."""
+
+    def __init__(self, workload: Workload) -> None:
+        assert workload.arrival_s is not None
+        self.workload = workload
+        self.times = workload.arrival_s
+        self.next = 0
+
+    def next_arrival_s(self) -> float:
+        return float(self.times[self.next]) if self.next < self.times.size else INF
+
+    def pop_arrivals(self, now: float) -> list[Request]:
+        i, times = self.next, self.times
+        stop = int(np.searchsorted(times, now, side="right"))
+        self.next = max(i, stop)
+        return [_request(self.workload, j, float(times[j])) for j in range(i, stop)]
+
+    def on_done(self, request: Request, now: float) -> None:
+        """Open-loop clients do not react."""
+
+
+class ClosedLoopClient:
+    """``users`` users: each sends, waits for the end of its request, thinks, sends again."""
+
+    def __init__(self, workload: Workload, limit: int | None = None, until_s: float = INF) -> None:
+        self.workload = workload
+        self.limit = min(limit or len(workload), len(workload))
+        self.until_s = until_s
+        self.issued = 0
+        users = workload.users
+        spacing = workload.ramp_up_s / users if users else 0.0
+        self._pending: list[tuple[float, int, int]] = [(u * spacing, u, u) for u in range(users)]
+        self._seq = users
+
+    def next_arrival_s(self) -> float:
+        if not self._pending or self.issued >= self.limit:
+            return INF
+        t = self._pending[0][0]
+        return t if t < self.until_s else INF
+
+    def pop_arrivals(self, now: float) -> list[Request]:
+        out = []
+        pending = self._pending
+        while pending and pending[0][0] <= now and self.issued < self.limit and pending[0][0] < self.until_s:
+            t, _, user = heapq.heappop(pending)
+            out.append(_request(self.workload, self.issued, t, user))
+            self.issued += 1
+        return out
+
+    def on_done(self, request: Request, now: float) -> None:
+        if request.user >= 0:
+            think = float(self.workload.think_s[request.id]) if self.workload.think_s is not None else 0.0
+            self._seq += 1
+            heapq.heappush(self._pending, (now + think, self._seq, request.user))
+
+
+def make_client(scenario: Scenario, workload: Workload) -> OpenLoopClient | ClosedLoopClient:
+    """The client that replays ``workload`` as the scenario's arrival process says."""
+    if workload.arrival_s is None:
+        w = scenario.workload
+        return ClosedLoopClient(workload, w.num_requests, w.duration_s if w.duration_s else INF)
+    return OpenLoopClient(workload)
