@@ -106,10 +106,14 @@ class StepMeasurement:
     num_steps: int
     """Passes averaged into `step_s` (a weight for fitting)."""
     model: str
+    """Catalog model id (``sim/catalog/models.yaml``), e.g. "llama-3.1-8b", "smollm2-135m"."""
     hardware: str
+    """Catalog hardware id (``sim/catalog/hardware.yaml``)."""
     engine: Engine
     weight_format: str
+    """Catalog format name (``sim/catalog/formats.yaml``): "f16" (GGUF), "fp16", "bf16", "q8_0"."""
     threads: int | None
+    """CPU compute threads where the engine says; None on GPUs or when unknown."""
     provenance: Provenance
 
     def __post_init__(self) -> None:
@@ -339,7 +343,7 @@ def _lockstep_decode(num_seqs: int, start_context: int, num_steps: int) -> Batch
     return BatchShape(num_decode_seqs=num_seqs, num_context_tokens=_round_half_up(mean_context))
 
 
-_DTYPES = {"bfloat16": "bf16", "float16": "f16", "float32": "f32"}
+_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}  # catalog format names
 _LLAMA_FTYPE_SIZES = {"small": "s", "medium": "m", "large": "l"}
 
 
@@ -895,7 +899,7 @@ def read_vidur_mlp(
                 model,
                 hardware,
                 "vidur-sarathi",
-                "f16",
+                "fp16",
                 None,
                 prov,
             )
@@ -961,7 +965,7 @@ def read_vidur_attention(
                 model,
                 hardware,
                 "vidur-sarathi",
-                "f16",
+                "fp16",
                 None,
                 prov,
             )
@@ -1070,8 +1074,8 @@ PUBLISHED_SKIPPED = {
         "credibility C, approximate numbers, dtype / A100 variant / contexts unstated"
     ),
     "llamacpp_batched_bench_readme": "hardware not stated",
-    "vllm_ci_h200_latency": "request level (a sum of passes): use read_published_latency",
-    "vllm_ci_h100_latency": "request level (a sum of passes): use read_published_latency",
+    "vllm_ci_h200_latency": "request level (a sum of passes): see read_published_latency",
+    "vllm_ci_h100_latency": "request level (a sum of passes): see read_published_latency",
 }
 """Published cases that give no step rows, and why (partial skips: see the data README)."""
 
@@ -1261,7 +1265,7 @@ def read_published_latency(
 ) -> list[LatencyMeasurement]:
     """Request-level rows for vLLM's CI latency test (8 prompts x 32 tokens, 128 outputs).
 
-    Only Llama-3.1-8B TP1 is mapped (70B TP4 and Mixtral TP2 are not in the catalog): one
+    Only Llama-3.1-8B TP1 is mapped (70B TP4 and Mixtral TP2 run tensor-parallel): one
     prefill pass of 8x32 tokens + 127 decode passes of 8 sequences; ``total_s`` = the mean.
     """
     cases = _load_cases(Path(path))

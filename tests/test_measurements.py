@@ -121,7 +121,7 @@ def test_vidur_profiles_parse() -> None:
     assert all("linear-only" in m.provenance.notes for m in rows)
     attn = read_vidur_attention(
         VIDUR / "a100" / "attention.csv",
-        model="llama-3-70b",
+        model="llama-3.1-70b",
         hardware="a100-80gb-pcie",
         num_layers=80,
         tp=2,
