@@ -198,6 +198,11 @@ def check_cmd(files: Annotated[list[Path], typer.Argument(help="Scenario files o
         raise typer.Exit(2)
 
 
+from sim.cli_calibration import register as _register_calibration  # noqa: E402
+
+_register_calibration(app)
+
+
 def main() -> None:
     """Entry point of the ``servesim`` command."""
     try:
