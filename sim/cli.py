@@ -42,6 +42,11 @@ TABLE_COLUMNS = [
 ]
 
 
+def _with_file(path: Path, err: Exception) -> str:
+    text = str(err)
+    return text if text.startswith(str(path)) else f"{path}: {text}"
+
+
 def _fail(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
@@ -170,7 +175,7 @@ def run_cmd(
         scenario = _apply_sets(load_scenario(scenario_file), set_)
         rows = _run_points(scenario, out, fast=not reference)
     except ScenarioError as err:
-        _fail(str(err))
+        _fail(_with_file(scenario_file, err))
     print_table(scenario, rows)
     if out is not None:
         _write_outputs(scenario, rows, out)
@@ -193,7 +198,7 @@ def check_cmd(files: Annotated[list[Path], typer.Argument(help="Scenario files o
             console.print(f"[green]ok[/] {path}")
         except ScenarioError as err:
             failed += 1
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {_with_file(path, err)}", highlight=False)
     if failed:
         raise typer.Exit(2)
 

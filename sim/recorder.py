@@ -66,7 +66,8 @@ class Recorder:
         self.status[i] = status
         self.generated[i] = request.generated
         self.started_s[i] = request.started_s if request.started_s >= 0 else np.nan
-        self.first_token_s[i] = request.first_token_s if request.first_token_s >= 0 else np.nan
+        delivered = 0 <= request.first_token_s <= now  # a timed-out client sees nothing after it left
+        self.first_token_s[i] = request.first_token_s if delivered else np.nan
         self.cached_tokens[i] = request.cached_tokens
         self.num_preemptions[i] = request.num_preemptions
 

@@ -46,6 +46,7 @@ class FixedLength(Spec):
     """Every request has the same length."""
 
     kind: Literal["fixed"] = "fixed"
+    """Selects this variant (fixed)."""
     value: int = Field(ge=1)
     """Tokens."""
 
@@ -54,6 +55,7 @@ class UniformLength(Spec):
     """Integer length uniform on [low, high]."""
 
     kind: Literal["uniform"] = "uniform"
+    """Selects this variant (uniform)."""
     low: int = Field(ge=1)
     """Smallest length (tokens)."""
     high: int = Field(ge=1)
@@ -70,6 +72,7 @@ class LogNormalLength(Spec):
     """Log-normal length with the given mean, rounded and clipped to [min, max]."""
 
     kind: Literal["lognormal"] = "lognormal"
+    """Selects this variant (lognormal)."""
     mean: float = Field(gt=0)
     """Mean length (tokens) before rounding and clipping."""
     sigma: float = Field(ge=0, default=0.6)
@@ -88,6 +91,7 @@ class EmpiricalLength(Spec):
     """
 
     kind: Literal["empirical"] = "empirical"
+    """Selects this variant (empirical)."""
     path: str
     """Length table or trace file, relative to the scenario file."""
     scale: float = Field(gt=0, default=1.0)
@@ -117,6 +121,7 @@ class PoissonArrival(Spec):
     """Open loop, exponential inter-arrival times."""
 
     kind: Literal["poisson"] = "poisson"
+    """Selects this variant (poisson)."""
     rate_per_s: float = Field(gt=0)
     """Mean arrival rate (requests per second)."""
 
@@ -130,6 +135,7 @@ class GammaArrival(Spec):
     """
 
     kind: Literal["gamma"] = "gamma"
+    """Selects this variant (gamma)."""
     rate_per_s: float = Field(gt=0)
     """Mean arrival rate (requests per second)."""
     burstiness: float | None = Field(gt=0, default=None)
@@ -153,6 +159,7 @@ class ConstantArrival(Spec):
     """Open loop, evenly spaced arrivals."""
 
     kind: Literal["constant"] = "constant"
+    """Selects this variant (constant)."""
     rate_per_s: float = Field(gt=0)
     """Arrival rate (requests per second)."""
 
@@ -161,6 +168,7 @@ class ClosedLoopArrival(Spec):
     """Closed loop: ``users`` each send a request, wait for the response (or its timeout), think, repeat."""
 
     kind: Literal["closed_loop"] = "closed_loop"
+    """Selects this variant (closed_loop)."""
     users: int = Field(ge=1)
     """Concurrent users (the benchmark's concurrency)."""
     think_time_s: float = Field(ge=0, default=0.0)
@@ -175,6 +183,7 @@ class TraceArrival(Spec):
     """Replay the arrival times (and, by default, the lengths) of a request trace."""
 
     kind: Literal["trace"] = "trace"
+    """Selects this variant (trace)."""
     path: str
     """Trace file, relative to the scenario file."""
     format: Literal["auto", "azure2023", "azure2024", "mooncake", "vidur", "burstgpt", "vllm_bench"] = "auto"
@@ -235,6 +244,7 @@ class RooflineCostSpec(Spec):
     """Roofline step cost from model x hardware x format, with fitted engine efficiencies."""
 
     kind: Literal["roofline"] = "roofline"
+    """Selects this variant (roofline)."""
     profile: str | None = None
     """Cost profile file (calibration/profiles/*.yaml) or id; default: best catalog match."""
     bandwidth_efficiency: float | None = Field(gt=0, le=1.5, default=None)
@@ -253,6 +263,7 @@ class ConstantCostSpec(Spec):
     """Every pass takes ``step_s`` (exact timelines, teaching)."""
 
     kind: Literal["constant"] = "constant"
+    """Selects this variant (constant)."""
     step_s: float = Field(gt=0)
     """Seconds per pass."""
 
@@ -261,6 +272,7 @@ class LinearCostSpec(Spec):
     """t = overhead + per prompt token + per decoding sequence + per attended context token."""
 
     kind: Literal["linear"] = "linear"
+    """Selects this variant (linear)."""
     overhead_s: float = Field(ge=0, default=0.0)
     """Fixed seconds per pass."""
     prefill_s_per_token: float = Field(ge=0, default=0.0)
@@ -286,6 +298,7 @@ class SampledServiceSpec(Spec):
     """Each request holds its slot for an i.i.d. sampled time: the server becomes M/G/c."""
 
     kind: Literal["sampled"] = "sampled"
+    """Selects this variant (sampled)."""
     distribution: ServiceDistribution
     """Service-time distribution."""
 
@@ -320,6 +333,7 @@ class OllamaSpec(ServerCommon):
     """Ollama: FIFO queue in front of ``num_parallel`` llama.cpp slots (ENGINES.md A.1)."""
 
     engine: Literal["ollama"] = "ollama"
+    """Selects this variant (ollama)."""
     version: str = "0.12.0"
     """Ollama version; selects defaults that changed (NUM_PARALLEL 1 / auto 4 / auto 2 / 1; num_ctx)."""
     num_parallel: int | None = Field(ge=1, default=None)
@@ -344,6 +358,7 @@ class LlamaCppSpec(ServerCommon):
     """llama.cpp ``llama-server``: slots, decode tokens first, then prompt chunks (ENGINES.md A.2)."""
 
     engine: Literal["llama.cpp"] = "llama.cpp"
+    """Selects this variant (llama.cpp)."""
     version: str = "b7100"
     """Build (bNNNN); before b7079 (Nov 2025) -np defaulted to 1, after to 4 with a unified KV."""
     parallel: int | None = Field(ge=1, default=None)
@@ -364,6 +379,7 @@ class VllmSpec(ServerCommon):
     """vLLM: paged KV cache and continuous batching (V1 engine; ``version < 0.8`` gives V0)."""
 
     engine: Literal["vllm"] = "vllm"
+    """Selects this variant (vllm)."""
     version: str = "0.11.0"
     """vLLM version: < 0.8 is the V0 engine (prefill-first passes, no chunked prefill)."""
     dtype: str = "bf16"
@@ -390,9 +406,10 @@ class SingleQueueSpec(ServerCommon):
     """Bare single-queue architecture: FIFO queue -> ``num_parallel`` slots with static KV."""
 
     kind: Literal["single_queue"] = "single_queue"
+    """Selects this variant (single_queue)."""
     num_parallel: int = Field(ge=1, default=1)
     """Slots (c of M/G/c)."""
-    num_ctx: int = Field(ge=16, default=4096)
+    num_ctx: int = Field(ge=2, default=4096)
     """Context per slot."""
     num_batch: int = Field(ge=1, default=512)
     """Prompt tokens per slot per iteration."""
@@ -410,9 +427,10 @@ class SerialDecodeSpec(ServerCommon):
     """Bare serial-decode / slot architecture (llama.cpp server knobs)."""
 
     kind: Literal["serial_decode"] = "serial_decode"
+    """Selects this variant (serial_decode)."""
     parallel: int = Field(ge=1, default=1)
     """Slots (1 = strictly serial decoding)."""
-    ctx_size: int = Field(ge=16, default=4096)
+    ctx_size: int = Field(ge=2, default=4096)
     """Total context, split evenly across slots unless kv_unified."""
     batch_size: int = Field(ge=1, default=2048)
     """Tokens per iteration (decode tokens first)."""
@@ -428,6 +446,7 @@ class PagedBatchingSpec(ServerCommon):
     """Bare paged continuous-batching architecture (vLLM knobs)."""
 
     kind: Literal["paged_batching"] = "paged_batching"
+    """Selects this variant (paged_batching)."""
     max_num_seqs: int = Field(ge=1, default=256)
     """Most running requests."""
     max_num_batched_tokens: int = Field(ge=1, default=2048)

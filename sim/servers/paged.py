@@ -242,6 +242,8 @@ class PagedScheduler(Scheduler):
         super()._release(request)
 
     def safe_passes(self) -> int:
+        if self._preempted_now:  # admissions resume at the next pass: decide it afresh
+            return 1
         passes = super().safe_passes()
         return min(passes, self.decode.passes_within_blocks(self.pool.num_free, first=1))
 
