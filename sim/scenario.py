@@ -164,6 +164,39 @@ class ConstantArrival(Spec):
     """Arrival rate (requests per second)."""
 
 
+class RampArrival(Spec):
+    """Open loop, Poisson with a rate rising (or falling) linearly over ``duration_s``."""
+
+    kind: Literal["ramp"] = "ramp"
+    """Selects this variant (ramp)."""
+    start_rate_per_s: float = Field(ge=0)
+    """Rate at t = 0."""
+    end_rate_per_s: float = Field(ge=0)
+    """Rate at t = duration_s."""
+    duration_s: float = Field(gt=0)
+    """Length of the ramp (arrivals stop at its end)."""
+
+
+class Phase(Spec):
+    """One phase of a multi-phase load."""
+
+    duration_s: float = Field(gt=0)
+    """Length of the phase."""
+    rate_per_s: float = Field(gt=0)
+    """Mean arrival rate in the phase."""
+    burstiness: float = Field(gt=0, default=1.0)
+    """Gamma shape of the gaps, as vllm bench serve --burstiness (1 = Poisson)."""
+
+
+class PhasesArrival(Spec):
+    """Open loop, a sequence of phases with their own rates (e.g. warm-up, peak, cool-down)."""
+
+    kind: Literal["phases"] = "phases"
+    """Selects this variant (phases)."""
+    phases: list[Phase] = Field(min_length=1)
+    """Phases, in order."""
+
+
 class ClosedLoopArrival(Spec):
     """Closed loop: ``users`` each send a request, wait for the response (or its timeout), think, repeat."""
 
@@ -177,6 +210,9 @@ class ClosedLoopArrival(Spec):
     """Think-time distribution (overrides think_time_s)."""
     ramp_up_s: float = Field(ge=0, default=0.0)
     """Users start evenly spread over this many seconds (0: all at once)."""
+    turns: int = Field(ge=1, default=1)
+    """Turns per conversation: each next prompt carries the whole history (previous prompts and
+    answers) plus a new message drawn from prompt_tokens, so prefix caches can reuse it."""
 
 
 class TraceArrival(Spec):
@@ -201,7 +237,7 @@ class TraceArrival(Spec):
 
 
 ArrivalSpec = Annotated[
-    PoissonArrival | GammaArrival | ConstantArrival | ClosedLoopArrival | TraceArrival,
+    PoissonArrival | GammaArrival | ConstantArrival | RampArrival | PhasesArrival | ClosedLoopArrival | TraceArrival,
     Field(discriminator="kind"),
 ]
 
@@ -232,7 +268,8 @@ class WorkloadSpec(Spec):
                 "prompt_tokens and output_tokens are required (e.g. {kind: fixed, value: 128}) "
                 "unless arrival is a trace with use_lengths: true"
             )
-        if not isinstance(self.arrival, TraceArrival) and self.num_requests is None and self.duration_s is None:
+        self_timed = isinstance(self.arrival, TraceArrival | RampArrival | PhasesArrival)
+        if not self_timed and self.num_requests is None and self.duration_s is None:
             raise ValueError("give num_requests (e.g. 1000) or duration_s (e.g. 600)")
         return self
 

@@ -21,7 +21,9 @@ from sim.scenario import (
     GammaArrival,
     LengthSpec,
     LogNormalLength,
+    PhasesArrival,
     PoissonArrival,
+    RampArrival,
     Scenario,
     ScenarioError,
     TraceArrival,
@@ -48,6 +50,8 @@ class Workload:
     timeout_s: float = INF
     block_hashes: tuple[np.ndarray, ...] | None = None
     hash_block_tokens: int = 0
+    turns: int = 1
+    """Closed loop: turns per conversation (prompts carry the history)."""
 
     def __len__(self) -> int:
         return int(self.prompt_tokens.size)
@@ -113,9 +117,37 @@ def _sample_lengths(scenario: Scenario, n: int, rng: np.random.Generator) -> tup
     return p, o
 
 
+def _ramp_times(spec: RampArrival, rng: np.random.Generator) -> np.ndarray:
+    """Non-homogeneous Poisson by inversion: unit-rate times s map to t with Lambda(t) = s,
+    Lambda(t) = r0 t + (r1 - r0) t^2 / (2 T)."""
+    r0, r1, T = spec.start_rate_per_s, spec.end_rate_per_s, spec.duration_s
+    total = (r0 + r1) * T / 2
+    s = np.cumsum(rng.exponential(1.0, int(total + 10 * np.sqrt(total) + 20)))
+    s = s[s < total]
+    a = (r1 - r0) / (2 * T)
+    if abs(a) < 1e-15:
+        return s / r0
+    return (-r0 + np.sqrt(r0 * r0 + 4 * a * s)) / (2 * a)
+
+
+def _phase_times(spec: PhasesArrival, rng: np.random.Generator) -> np.ndarray:
+    out, start = [], 0.0
+    for phase in spec.phases:
+        k = phase.burstiness
+        n = int(phase.rate_per_s * phase.duration_s * 1.5 + 20)
+        t = start + np.cumsum(rng.gamma(k, 1.0 / (phase.rate_per_s * k), n))
+        out.append(t[t < start + phase.duration_s])
+        start += phase.duration_s
+    return np.concatenate(out)
+
+
 def _open_loop_times(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
     w = scenario.workload
     arrival = w.arrival
+    if isinstance(arrival, RampArrival):
+        return _ramp_times(arrival, rng)[: w.num_requests]
+    if isinstance(arrival, PhasesArrival):
+        return _phase_times(arrival, rng)[: w.num_requests]
     assert isinstance(arrival, PoissonArrival | GammaArrival | ConstantArrival)
     n = w.num_requests or max(1, int(np.ceil(arrival.rate_per_s * (w.duration_s or 0) * 1.2)) + 16)
     match arrival:
@@ -180,7 +212,8 @@ def generate_workload(scenario: Scenario) -> Workload:
         else:
             think_s = np.full(n, think.mean_s if think is not None else arrival.think_time_s)
         return Workload(
-            prompt, output, None, think_s, arrival.users, arrival.ramp_up_s, w.timeout_s or INF
+            prompt, output, None, think_s, arrival.users, arrival.ramp_up_s, w.timeout_s or INF,
+            turns=arrival.turns,
         )
     times = _open_loop_times(scenario, arrivals_rng)
     prompt, output = _sample_lengths(scenario, times.size, lengths_rng)
@@ -226,8 +259,17 @@ class OpenLoopClient:
         """Open-loop clients do not react."""
 
 
+SESSION_BLOCK_TOKENS = 16
+"""Granularity of the synthetic prefix hashes of multi-turn conversations."""
+
+
 class ClosedLoopClient:
-    """``users`` users: each sends, waits for the end of its request, thinks, sends again."""
+    """``users`` users: each sends, waits for the end of its request, thinks, sends again.
+
+    With ``turns > 1`` each user holds a conversation: the next prompt is the history (earlier
+    prompts and answers) plus a new message, and carries prefix-block hashes in 16-token
+    blocks that are equal across the turns of one conversation.
+    """
 
     def __init__(self, workload: Workload, limit: int | None = None, until_s: float = INF) -> None:
         self.workload = workload
@@ -238,6 +280,10 @@ class ClosedLoopClient:
         spacing = workload.ramp_up_s / users if users else 0.0
         self._pending: list[tuple[float, int, int]] = [(u * spacing, u, u) for u in range(users)]
         self._seq = users
+        self._history = [0] * users  # tokens of the conversation so far, per user
+        self._turn = [0] * users
+        self._session = list(range(users))
+        self._sessions = users
 
     def next_arrival_s(self) -> float:
         if not self._pending or self.issued >= self.limit:
@@ -250,12 +296,35 @@ class ClosedLoopClient:
         pending = self._pending
         while pending and pending[0][0] <= now and self.issued < self.limit and pending[0][0] < self.until_s:
             t, _, user = heapq.heappop(pending)
-            out.append(_request(self.workload, self.issued, t, user))
+            request = _request(self.workload, self.issued, t, user)
+            if self.workload.turns > 1:
+                self._carry_history(request, user)
+            out.append(request)
             self.issued += 1
         return out
 
+    def _carry_history(self, request: Request, user: int) -> None:
+        history = self._history[user]
+        request.prompt_tokens += history
+        blocks = -(-request.prompt_tokens // SESSION_BLOCK_TOKENS)
+        base = self._session[user] << 24
+        request.block_hashes = tuple(range(base, base + blocks))
+        request.hash_block_tokens = SESSION_BLOCK_TOKENS
+
+    def _next_turn(self, request: Request) -> None:
+        user = request.user
+        self._turn[user] += 1
+        if self._turn[user] >= self.workload.turns or request.generated < request.output_tokens:
+            self._turn[user], self._history[user] = 0, 0  # conversation over (or abandoned)
+            self._session[user] = self._sessions
+            self._sessions += 1
+        else:
+            self._history[user] = request.prompt_tokens + request.generated
+
     def on_done(self, request: Request, now: float) -> None:
         if request.user >= 0:
+            if self.workload.turns > 1:
+                self._next_turn(request)
             think = float(self.workload.think_s[request.id]) if self.workload.think_s is not None else 0.0
             self._seq += 1
             heapq.heappush(self._pending, (now + think, self._seq, request.user))

@@ -72,6 +72,8 @@ class SlotScheduler(Scheduler):
         self.loaded_at = INF if policy.cold_start else 0.0
         self.idle_since = 0.0
         self.pool_used = 0  # unified KV: tokens held by prompting slots (decoders are implicit)
+        self.slot_cache: list[tuple[tuple[int, ...], int]] = [((), 0)] * policy.num_slots
+        """Per slot: prefix-block hashes and token count of what its KV still holds (prompt reuse)."""
 
     # model load / keep-alive (Ollama) -------------------------------------------------------
     def add(self, request: Request, now: float) -> None:
@@ -115,11 +117,35 @@ class SlotScheduler(Scheduler):
             self.num_waiting -= 1
             if not self._fit_prompt(request, now):
                 continue
-            request.slot = self.free_slots.popleft()  # least recently used idle slot
+            request.slot = self._choose_slot(request)
+            self.pool_used += request.computed
             request.phase = Phase.PREFILL
             request.started_s = now
             self.prompting.append(request)
             self.prompting.sort(key=lambda r: r.slot)  # prompts are read in slot order
+
+    def _choose_slot(self, request: Request) -> int:
+        """The idle slot sharing the longest prompt prefix (reused), else the least recently used.
+
+        llama.cpp ``cache_prompt`` / Ollama ``findLongestCacheSlot``: only the tokens after the
+        common prefix are computed (at least one is, to sample from).
+        """
+        best, best_tokens = self.free_slots[0], 0
+        if request.block_hashes:
+            for slot in self.free_slots:
+                hashes, held = self.slot_cache[slot]
+                common = 0
+                for a, b in zip(hashes, request.block_hashes, strict=False):
+                    if a != b:
+                        break
+                    common += 1
+                tokens = min(common * request.hash_block_tokens, held, request.prompt_tokens - 1)
+                if tokens > best_tokens:
+                    best, best_tokens = slot, tokens
+        self.free_slots.remove(best)
+        request.computed = best_tokens
+        request.cached_tokens = best_tokens
+        return best
 
     def _fit_prompt(self, request: Request, now: float) -> bool:
         """Truncate (context shift on) or refuse (off) a prompt longer than a slot."""
@@ -218,6 +244,8 @@ class SlotScheduler(Scheduler):
             self.prompting.remove(request)
             self.pool_used -= request.computed
         if request.slot >= 0:
+            held = self.decode.stored_tokens(request) if request.phase == Phase.DECODE else request.computed
+            self.slot_cache[request.slot] = (request.block_hashes, held)
             self.free_slots.append(request.slot)
             request.slot = -1
         super()._release(request)
