@@ -25,7 +25,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Discrete-event simulator of LLM serving: Ollama, llama.cpp server, vLLM.")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True)
 
 TABLE_COLUMNS = [
