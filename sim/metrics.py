@@ -37,34 +37,51 @@ def _stats(name: str, values_ms: np.ndarray) -> dict[str, float]:
     }
 
 
-def _segment_counts(x: float, g0: np.ndarray, slope: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Per segment, how many of its gaps g0 + slope*j (j < count) are <= x."""
-    out = np.where(g0 <= x, count, 0).astype(float)
-    up, down = slope > 0, slope < 0
+def _sloped_counts(x: float, g0: np.ndarray, slope: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per sloped segment, how many of its gaps g0 + slope*j (j < count) are <= x."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        k_up = np.clip(np.floor((x - g0) / slope) + 1, 0, count)
-        k_down = np.clip(count - np.clip(np.ceil((x - g0) / slope), 0, None), 0, count)
-    return np.where(up, k_up, np.where(down, k_down, out))
+        up = np.clip(np.floor((x - g0) / slope) + 1, 0, count)
+        down = np.clip(count - np.clip(np.ceil((x - g0) / slope), 0, None), 0, count)
+    return np.where(slope > 0, up, down)
 
 
-def itl_stats(segments: np.ndarray) -> dict[str, float]:
-    """Token-weighted inter-token-latency statistics from ``(gap0, slope, count, weight)`` rows."""
-    if segments.size == 0:
+def itl_stats(g0: np.ndarray, slope: np.ndarray, count: np.ndarray, weight: np.ndarray) -> dict[str, float]:
+    """Token-weighted inter-token-latency statistics from segments of gaps ``g0 + slope*j``.
+
+    Quantiles are exact weighted quantiles of the pooled gaps: flat segments are sorted once;
+    the few sloped ones (fast-forwarded decode runs) are counted in closed form inside a
+    bisection on the value.
+    """
+    if g0.size == 0:
         return {f"{s}_itl_ms": math.nan for s in STATS}
-    g0, slope, count, weight = (segments[:, i] for i in range(4))
+    count, weight = count.astype(float), weight.astype(float)
     n = float(np.sum(weight * count))
     s1 = np.sum(weight * (count * g0 + slope * count * (count - 1) / 2))
-    s2 = np.sum(weight * (count * g0**2 + g0 * slope * count * (count - 1)
-                          + slope**2 * (count - 1) * count * (2 * count - 1) / 6))
     mean = s1 / n
-    last = g0 + slope * (count - 1)
-    lo, hi = float(np.min(np.minimum(g0, last))), float(np.max(np.maximum(g0, last)))
+    c0 = g0 - mean  # centred, so the variance does not cancel catastrophically
+    var = np.sum(weight * (count * c0**2 + c0 * slope * count * (count - 1)
+                           + slope**2 * (count - 1) * count * (2 * count - 1) / 6)) / n
+    flat = (slope == 0) | (count == 1)
+    order = np.argsort(g0[flat], kind="stable")
+    flat_values = g0[flat][order]
+    flat_cum = np.cumsum((weight * count)[flat][order])
+    sg0, ssl, sct, swt = g0[~flat], slope[~flat], count[~flat], weight[~flat]
+
+    def below(x: float) -> float:
+        k = int(np.searchsorted(flat_values, x, side="right"))
+        total = float(flat_cum[k - 1]) if k else 0.0
+        return total + (float(np.sum(swt * _sloped_counts(x, sg0, ssl, sct))) if sg0.size else 0.0)
 
     def quantile(q: float) -> float:
-        target, a, b = q * n, lo, hi
+        target = q * n
+        if sg0.size == 0:  # flat only: the answer is one of the values
+            return float(flat_values[min(int(np.searchsorted(flat_cum, target, side="left")), flat_values.size - 1)])
+        last = sg0 + ssl * (sct - 1)
+        a = min(float(flat_values[0]) if flat_values.size else math.inf, float(np.min(np.minimum(sg0, last))))
+        b = max(float(flat_values[-1]) if flat_values.size else -math.inf, float(np.max(np.maximum(sg0, last))))
         for _ in range(60):
             mid = (a + b) / 2
-            if np.sum(weight * _segment_counts(mid, g0, slope, count)) >= target:
+            if below(mid) >= target:
                 b = mid
             else:
                 a = mid
@@ -73,7 +90,7 @@ def itl_stats(segments: np.ndarray) -> dict[str, float]:
     return {
         "mean_itl_ms": mean * 1e3,
         "median_itl_ms": quantile(0.5) * 1e3,
-        "std_itl_ms": math.sqrt(max(s2 / n - mean**2, 0.0)) * 1e3,
+        "std_itl_ms": math.sqrt(max(var, 0.0)) * 1e3,
         "p90_itl_ms": quantile(0.9) * 1e3,
         "p99_itl_ms": quantile(0.99) * 1e3,
     }
@@ -107,7 +124,8 @@ def summarize(rec: Recorder, warmup: int, slo: dict[str, float] | None = None) -
     ttft = (first_tok - arrival)[done] * 1e3
     multi = done & (out_tokens > 1)
     tpot = ((finish - first_tok) / np.maximum(out_tokens - 1, 1))[multi] * 1e3
-    segs = np.array([s[1:] for s in rec.itl_segments if t0 <= s[0] <= t1], dtype=float).reshape(-1, 4)
+    t, g0, slope, count, weight = rec.itl_columns()
+    keep = (t >= t0) & (t <= t1)
     result: dict[str, Any] = {
         "arrived": int(n),
         "counted": int(np.sum(counted)),
@@ -124,7 +142,7 @@ def summarize(rec: Recorder, warmup: int, slo: dict[str, float] | None = None) -
         "total_token_throughput": float(np.sum(out_tokens[in_window]) + np.sum(rec.prompt_tokens[:n][in_window])) / span,
         **_stats("ttft_ms", ttft),
         **_stats("tpot_ms", tpot),
-        **itl_stats(segs),
+        **itl_stats(g0[keep], slope[keep], count[keep], weight[keep]),
         **_stats("e2el_ms", e2el),
         "num_preemptions": int(np.sum(rec.num_preemptions[:n])),
         "prefix_cache_hit_rate": float(np.sum(rec.cached_tokens[:n][done]) / max(np.sum(rec.prompt_tokens[:n][done]), 1)),

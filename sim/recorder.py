@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
 from sim.requests import Request, Status
@@ -20,7 +22,8 @@ class Recorder:
     def __init__(self, capacity: int) -> None:
         self._grow_to(capacity, fresh=True)
         self.num_arrived = 0
-        self.itl_segments: list[tuple[float, float, float, int, int]] = []
+        self.itl_time, self.itl_gap0, self.itl_slope = array("d"), array("d"), array("d")
+        self.itl_count, self.itl_weight = array("q"), array("q")
         self.now = 0.0
         self.num_passes = 0
         self.busy_s = 0.0
@@ -74,7 +77,16 @@ class Recorder:
     def itl(self, gap0: float, slope: float, count: int, weight: int) -> None:
         """Record ``count`` passes of gaps ``gap0 + slope*j``, each giving ``weight`` tokens."""
         if weight > 0 and count > 0:
-            self.itl_segments.append((self.now, gap0, slope, count, weight))
+            self.itl_time.append(self.now)
+            self.itl_gap0.append(gap0)
+            self.itl_slope.append(slope)
+            self.itl_count.append(count)
+            self.itl_weight.append(weight)
+
+    def itl_columns(self) -> tuple[np.ndarray, ...]:
+        """(time, gap0, slope, count, weight) of every segment, as numpy views."""
+        return tuple(np.frombuffer(col, dtype=np.float64 if col.typecode == "d" else np.int64)
+                     for col in (self.itl_time, self.itl_gap0, self.itl_slope, self.itl_count, self.itl_weight))
 
     def trim(self) -> None:
         """Drop unused capacity at the end of a run."""

@@ -243,17 +243,22 @@ class OpenLoopClient:
     def __init__(self, workload: Workload) -> None:
         assert workload.arrival_s is not None
         self.workload = workload
-        self.times = workload.arrival_s
+        self.times: list[float] = [*workload.arrival_s.tolist(), INF]  # sentinel: O(1) peeks
         self.next = 0
 
     def next_arrival_s(self) -> float:
-        return float(self.times[self.next]) if self.next < self.times.size else INF
+        return self.times[self.next]
 
     def pop_arrivals(self, now: float) -> list[Request]:
-        i, times = self.next, self.times
-        stop = int(np.searchsorted(times, now, side="right"))
-        self.next = max(i, stop)
-        return [_request(self.workload, j, float(times[j])) for j in range(i, stop)]
+        times, i = self.times, self.next
+        if times[i] > now:
+            return []
+        out = []
+        while times[i] <= now:
+            out.append(_request(self.workload, i, times[i]))
+            i += 1
+        self.next = i
+        return out
 
     def on_done(self, request: Request, now: float) -> None:
         """Open-loop clients do not react."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import simpy
 
-from sim.costs import StepCost
+from sim.costs import DecodeLine, StepCost
 from sim.recorder import Recorder
 from sim.requests import Phase, Request, Status
 from sim.servers.decode_set import DecodeSet
@@ -197,6 +197,13 @@ class IterationServer:
         self.scheduler = scheduler
         self.cost = cost
         self.fast = fast
+        self._lines: dict[int, DecodeLine] = {}
+
+    def _line(self, num_seqs: int) -> DecodeLine:
+        line = self._lines.get(num_seqs)
+        if line is None:
+            line = self._lines[num_seqs] = self.cost.decode_line(num_seqs)
+        return line
 
     def start(self, env: simpy.Environment, client: Client, recorder: Recorder) -> simpy.Process:
         """Spawn the server's process."""
@@ -228,39 +235,34 @@ class IterationServer:
                 continue
             passes = 1
             if step.plain:
-                line = cost.decode_line(step.num_decode_seqs)
+                line = self._line(step.num_decode_seqs)
+                first = line.at(step.context_tokens)
                 if self.fast:
                     passes = self._plain_passes(step, line, client, deadlines, now)
-                duration = line.run_time(step.context_tokens, step.num_decode_seqs, passes)
+                duration = first + (line.run_time(step.context_tokens + step.num_decode_seqs, step.num_decode_seqs,
+                                                  passes - 1) if passes > 1 else 0.0)
             else:
-                duration = cost.step_time(step.shape())
+                first = duration = cost.step_time(step.shape())
             yield env.timeout(duration)
             end = env.now
             recorder.now = end
             recorder.num_passes += passes
             recorder.busy_s += duration
             if step.decode and step.num_decode_seqs:
-                self._record_gaps(step, passes, end, duration, last_decode_end, recorder)
+                self._record_gaps(step, passes, now + first, last_decode_end, recorder)
                 last_decode_end = end
             scheduler.joined.clear() if step.decode else None
             scheduler.complete(step, passes, end)
 
-    def _record_gaps(
-        self, step: Step, passes: int, end: float, duration: float, last_end: float, recorder: Recorder
-    ) -> None:
+    def _record_gaps(self, step: Step, passes: int, first_end: float, last_end: float, recorder: Recorder) -> None:
         """Inter-token gaps of the decoding sequences over the passes just run."""
-        scheduler = self.scheduler
-        joined = [r for r in scheduler.joined if r.last_token_s != last_end]
-        first_end = end if passes == 1 else None
-        if passes > 1:  # gaps of passes 2..K follow the decode line; the first pass ends earlier
-            line = self.cost.decode_line(step.num_decode_seqs)
-            d = step.num_decode_seqs
-            rest = line.run_time(step.context_tokens + d, d, passes - 1)
-            first_end = end - rest
+        joined = [r for r in self.scheduler.joined if r.last_token_s != last_end and r.phase == Phase.DECODE]
+        d = step.num_decode_seqs
+        if passes > 1:  # gaps of passes 2..K follow the decode line
+            line = self._line(d)
             for start, stop, p, q in line._segments(step.context_tokens + d, d, passes - 1):
                 recorder.itl(line.c0 + p + q * start, q, stop - start, d)
-        assert first_end is not None
-        recorder.itl(first_end - last_end, 0.0, 1, step.num_decode_seqs - len(joined))
+        recorder.itl(first_end - last_end, 0.0, 1, d - len(joined))
         for request in joined:
             recorder.itl(first_end - request.last_token_s, 0.0, 1, 1)
 
