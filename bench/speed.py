@@ -175,7 +175,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "metrics_s": round(metrics_s, 3),
         "cpu_s": round(cpu, 3),
         "passes": rec.num_passes,
-        "itl_segments": len(rec.itl_segments),
+        "itl_segments": len(rec.itl_gap0),
         "sim_s_per_wall_s": round((float(finish.max()) if finish.size else 0.0) / wall, 1),
     }
     for key in METRIC_KEYS:
