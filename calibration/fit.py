@@ -838,7 +838,9 @@ def _report_from_profile(key: GroupKey, profile: CostProfile) -> FitReport:
 
 
 def class_priors(reports: Sequence[FitReport], groups: dict[GroupKey, list[Point]]) -> list[CostProfile]:
-    """Per (engine, hardware kind) with fitted groups, one prior profile.
+    """Per (engine, hardware kind) with fitted groups, one prior profile; and one per
+    (engine, hardware kind, weight format), which is more specific (formats differ in what their
+    GEMMs run on: int8 MMQ for GGUF quants, fp16 tensor cores for F16).
 
     * efficiencies: the median over the class's groups that fitted it (the hand prior where
       none did);
@@ -848,11 +850,13 @@ def class_priors(reports: Sequence[FitReport], groups: dict[GroupKey, list[Point
 
     Ollama's class priors copy llama.cpp's (Ollama runs llama.cpp's kernels) and say so.
     """
-    by_class: dict[tuple[str, str], list[FitReport]] = defaultdict(list)
+    by_class: dict[tuple[str, str, str], list[FitReport]] = defaultdict(list)
     for r in reports:
-        by_class[(r.key.engine, get_hardware(r.key.hardware).kind)].append(r)
+        kind = get_hardware(r.key.hardware).kind
+        by_class[(r.key.engine, kind, "*")].append(r)
+        by_class[(r.key.engine, kind, r.key.weight_format)].append(r)
     out = []
-    for (engine, kind), members in sorted(by_class.items()):
+    for (engine, kind, fmt), members in sorted(by_class.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "*", kv[0][2])):
         hand = _class_hand_prior(engine, kind)
         values = hand.params.model_dump()
         per_param: dict[str, Any] = {}
@@ -888,14 +892,15 @@ def class_priors(reports: Sequence[FitReport], groups: dict[GroupKey, list[Point
             "max_abs_error_on_class_points": round(float(np.max(np.abs(errors))), 4),
             "replaces": hand.id,
         }
-        out.append(CostProfile(id=f"fitted-prior-{engine}-{kind}", engine=engine, hardware=kind,
-                               params=params, provenance=provenance))
+        suffix = f"{kind}-{fmt}" if fmt != "*" else kind
+        out.append(CostProfile(id=f"fitted-prior-{engine}-{suffix}", engine=engine, hardware=kind,
+                               weight_format=fmt, params=params, provenance=provenance))
         if engine == "llama.cpp" and OLLAMA_COPIES:
-            copy = {**provenance, "method": "copy of fitted-prior-llama.cpp-" + kind + ": Ollama runs llama.cpp's "
+            copy = {**provenance, "method": f"copy of fitted-prior-llama.cpp-{suffix}: Ollama runs llama.cpp's "
                     "kernels (ENGINES.md A.1); Ollama's own per-request overheads are not in it",
                     "replaces": _class_hand_prior("ollama", kind).id}
-            out.append(CostProfile(id=f"fitted-prior-ollama-{kind}", engine="ollama", hardware=kind,
-                                   params=params, provenance=copy))
+            out.append(CostProfile(id=f"fitted-prior-ollama-{suffix}", engine="ollama", hardware=kind,
+                                   weight_format=fmt, params=params, provenance=copy))
     return out
 
 

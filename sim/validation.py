@@ -475,17 +475,23 @@ def _plot(results: Sequence[CaseResult], path: Path) -> None:
     ax1.set_ylabel("predicted")
     ax1.set_title("servesim validation: predicted vs measured")
     ax1.legend(fontsize=6, frameon=False)
-    labels = [f"{cid}: {e.metric[:40]} {_sweep_text(e.sweep)}" for cid, e in rows]
+    labels = [f"{cid}: {e.metric[:60]} {_sweep_text(e.sweep)}" for cid, e in rows]
     y = np.arange(len(rows))
     errors = [e.error * 100 if math.isfinite(e.error) else 0.0 for _, e in rows]
+    limit = max([150.0, *(e.bound * 150 for _, e in rows)])
     colors = ["tab:green" if e.ok else "tab:orange" if e.status == "XFAIL" else "tab:red" for _, e in rows]
-    ax2.barh(y, errors, color=colors)
+    ax2.barh(y, np.clip(errors, -limit, limit), color=colors)
+    for k, err in enumerate(errors):
+        if abs(err) > limit:
+            ax2.text(np.sign(err) * limit * 0.98, k, f"{err:+.0f}% ", va="center", ha="right" if err > 0 else "left",
+                     fontsize=6, color="white")
+    ax2.set_xlim(-limit, limit)
     for k, (_, e) in enumerate(rows):
         ax2.plot([-e.bound * 100, e.bound * 100], [k, k], color="grey", lw=0, marker="|", ms=8)
     ax2.axvline(0, color="black", lw=0.8)
     ax2.set_yticks(y, labels, fontsize=6)
     ax2.invert_yaxis()
-    ax2.set_xlabel("relative error % (ticks: bound)")
+    ax2.set_xlabel("relative error % (ticks: bound; orange: known failure, red: failure)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

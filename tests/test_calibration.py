@@ -147,10 +147,17 @@ def test_fitted_profiles_load_and_win_selection_for_their_group():
 
 
 def test_class_priors_apply_to_hardware_nobody_measured():
-    # rtx-3060 has no llama.cpp fit: the consumer-GPU class prior fitted from 3090/4080/4090 applies.
+    # rtx-3060 has no llama.cpp fit: the consumer-GPU prior fitted from 3090/4080/4090 applies,
+    # the one of the same weight format where there is one.
     chosen = select_profile("llama.cpp", "rtx-3060", "consumer_gpu", "qwen2.5-7b", "q4_k_m")
-    assert chosen.id == "fitted-prior-llama.cpp-consumer_gpu"
+    assert chosen.id == "fitted-prior-llama.cpp-consumer_gpu-q4_k_m"
     assert "rtx-3090" in " ".join(chosen.provenance["groups"])
+    assert all(g.endswith("q4_k_m") for g in chosen.provenance["groups"])
+    other = select_profile("llama.cpp", "rtx-3060", "consumer_gpu", "qwen2.5-7b", "q5_k_m")
+    assert other.id == "fitted-prior-llama.cpp-consumer_gpu"
+    # Ollama runs llama.cpp's kernels: it gets the same numbers.
+    ollama = select_profile("ollama", "rtx-3060", "consumer_gpu", "qwen2.5-7b", "q4_k_m")
+    assert ollama.params == chosen.params
 
 
 def _small_input() -> str:
