@@ -100,8 +100,12 @@ def _vllm_bench_json(scenario: Scenario, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _point_key(scenario: Scenario, sweep: dict[str, Any], server: str) -> str:
-    text = json.dumps({"scenario": scenario.model_dump(mode="json"), "sweep": sweep, "server": server}, sort_keys=True, default=str)
+def _point_key(scenario: Scenario, sweep: dict[str, Any], server: str, resolved: Any) -> str:
+    """Identifies a point: the scenario, the sweep value, and the resolved server (its policy
+    and cost parameters), so a recalibrated profile is not served from a stale saved point."""
+    text = json.dumps({"scenario": scenario.model_dump(mode="json"), "sweep": sweep, "server": server,
+                       "resolved": repr((resolved.policy, resolved.cost, resolved.service))},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -111,8 +115,7 @@ def _run_points(scenario: Scenario, out: Path | None, fast: bool) -> list[dict[s
     from sim.workload import generate_workload
 
     points = list(sweep_scenarios(scenario))
-    for _, sc in points:
-        resolve_servers(sc)  # fail fast on any point before running anything
+    resolved = [resolve_servers(sc) for _, sc in points]  # fail fast on any point before running
     cache = out / "points" if out else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
@@ -120,10 +123,10 @@ def _run_points(scenario: Scenario, out: Path | None, fast: bool) -> list[dict[s
     total = len(points) * len(scenario.servers)
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("simulating", total=total)
-        for sweep, sc in points:
+        for (sweep, sc), servers in zip(points, resolved, strict=True):
             workload = None
             for i, spec in enumerate(sc.servers):
-                key = _point_key(sc, sweep, spec.label)
+                key = _point_key(sc, sweep, spec.label, servers[i])
                 saved = cache / f"{key}.json" if cache else None
                 if saved and saved.is_file():
                     rows.append(json.loads(saved.read_text()))
