@@ -234,6 +234,8 @@ class TraceArrival(Spec):
     """Take lengths from the trace (else from workload.prompt_tokens/output_tokens)."""
     limit: int | None = Field(ge=1, default=None)
     """Keep only the first N requests."""
+    max_context_tokens: int | Literal["model"] | None = None
+    """Clip prompt + output to this many tokens (``model``: the model's context length)."""
 
 
 ArrivalSpec = Annotated[

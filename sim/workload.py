@@ -164,6 +164,14 @@ def _open_loop_times(scenario: Scenario, rng: np.random.Generator) -> np.ndarray
     return times
 
 
+def _context_limit(scenario: Scenario, spec: TraceArrival) -> int | None:
+    if spec.max_context_tokens != "model":
+        return spec.max_context_tokens
+    from sim.simulation import resolve_model  # the model is only needed for this option
+
+    return resolve_model(scenario).max_position_embeddings
+
+
 def _trace_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
     w = scenario.workload
     spec = w.arrival
@@ -172,7 +180,7 @@ def _trace_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
         trace = read_trace(scenario.resolve(spec.path), spec.format)
         trace = trace.transform(
             speedup=spec.speedup, window_s=spec.window_s, length_scale=spec.length_scale,
-            limit=spec.limit or w.num_requests,
+            limit=spec.limit or w.num_requests, max_context_tokens=_context_limit(scenario, spec),
         )
     except (TraceError, OSError, ValueError) as err:
         raise ScenarioError(f"workload.arrival.path: {err}") from None

@@ -44,6 +44,20 @@ def test_each_shipped_trace_replays_end_to_end(path: str, fmt: str) -> None:
     np.testing.assert_array_equal(result.recorder.finish_s, again.recorder.finish_s)
 
 
+def test_azure_2024_layout_and_context_clipping(tmp_path: Path) -> None:
+    # The 2024 week-long trace (not obtainable offline) has the 2023 columns with UTC timestamps.
+    path = tmp_path / "AzureLLMInferenceTrace_conv_1week.csv"
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    rows += [f"2024-05-10 00:00:{s:02d}.123456+00:00,{200000 if s == 7 else 300 + s},{20 + s}" for s in range(40)]
+    path.write_text("\n".join(rows))
+    arrival = {"kind": "trace", "path": str(path), "format": "azure2024", "max_context_tokens": "model"}
+    sc = _scenario(arrival, [{"engine": "vllm", "max_model_len": 131072}], hardware="h100-sxm")
+    workload = generate_workload(sc)
+    assert workload.arrival_s[-1] == pytest.approx(39.0)
+    assert int((workload.prompt_tokens + workload.output_tokens).max()) == 131072  # clipped to the model
+    assert run_server(sc).metrics["completed"] > 30
+
+
 def test_vidur_and_azure_copies_of_one_trace_replay_identically() -> None:
     def run(path: str) -> np.ndarray:
         arrival = {"kind": "trace", "path": str(TRACES / path), "window_s": [0, 300]}
