@@ -218,40 +218,45 @@ class IterationServer:
     def _loop(
         self, env: simpy.Environment, client: Client, recorder: Recorder
     ) -> Generator[simpy.Event, Any, None]:
-        scheduler, cost = self.scheduler, self.cost
-        decode = scheduler.decode
+        scheduler, cost, fast = self.scheduler, self.cost, self.fast
         deadlines: list[tuple[float, int, Request]] = []
-        last_decode_end = 0.0
+        last_decode_end = now = env.now
         while True:
-            now = env.now
-            self._expire(deadlines, now)
-            self._admit(client.pop_arrivals(now), deadlines, recorder, now)
+            if deadlines and deadlines[0][0] <= now:
+                self._expire(deadlines, now)
+            if client.next_arrival_s() <= now:
+                self._admit(client.pop_arrivals(now), deadlines, recorder, now)
             step = scheduler.schedule(now)
             if step is None:
                 wake = min(client.next_arrival_s(), self._next_deadline(deadlines), scheduler.wake_at())
                 if wake == INF:
                     return
-                yield env.timeout(max(wake - now, 0.0))
+                yield env.timeout(max(wake - env.now, 0.0))
+                now = env.now
                 continue
             passes = 1
-            if step.plain:
-                line = self._line(step.num_decode_seqs)
-                first = line.at(step.context_tokens)
-                if self.fast:
+            d = step.num_decode_seqs
+            if not step.chunks and step.decode and d:  # a plain pass: decode tokens only
+                line = self._line(d)
+                first = duration = line.at(step.context_tokens)
+                if fast:
                     passes = self._plain_passes(step, line, client, deadlines, now)
-                duration = first + (line.run_time(step.context_tokens + step.num_decode_seqs, step.num_decode_seqs,
-                                                  passes - 1) if passes > 1 else 0.0)
+                    if passes > 1:
+                        duration += line.run_time(step.context_tokens + d, d, passes - 1)
             else:
                 first = duration = cost.step_time(step.shape())
-            yield env.timeout(duration)
-            end = env.now
-            recorder.now = end
+            end = now + duration
+            if env.peek() < end:  # another process acts before this pass ends: let SimPy run it
+                yield env.timeout(end - env.now)
+            # (otherwise nothing can observe the clock in between: keep it locally, exactly)
+            recorder.now = now = end
             recorder.num_passes += passes
             recorder.busy_s += duration
-            if step.decode and step.num_decode_seqs:
-                self._record_gaps(step, passes, now + first, last_decode_end, recorder)
-                last_decode_end = end
-            scheduler.joined.clear() if step.decode else None
+            if step.decode:
+                if d:
+                    self._record_gaps(step, passes, end - duration + first, last_decode_end, recorder)
+                    last_decode_end = end
+                scheduler.joined.clear()
             scheduler.complete(step, passes, end)
 
     def _record_gaps(self, step: Step, passes: int, first_end: float, last_end: float, recorder: Recorder) -> None:

@@ -18,6 +18,8 @@ each of them every pass, the set keeps
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
+from itertools import accumulate
 
 from sim.requests import Phase, Request
 
@@ -127,18 +129,18 @@ class DecodeSet:
         return total
 
     def passes_within_blocks(self, free_blocks: int, first: int = 1) -> int:
-        """Largest K >= first such that passes ``first .. K-1`` need at most ``free_blocks``."""
+        """Largest K >= first such that passes ``first .. K-1`` need at most ``free_blocks``.
+
+        Every ``block_size`` passes each member needs exactly one block, so whole cycles cost
+        ``num_seqs`` blocks each; within the last cycle a prefix sum over the residues says
+        how far the rest goes.
+        """
         if self.num_seqs == 0:
             return 1 << 62
         bs = self.block_size
-        per_cycle = self.num_seqs
-        cycles = free_blocks // per_cycle
-        k = first + max(0, cycles - 1) * bs
-        spent = self.new_blocks(k, first)
-        residue = self._residue
-        while True:
-            need = residue[(1 - self.n - k) % bs] if bs > 1 else self.num_seqs
-            if spent + need > free_blocks:
-                return k
-            spent += need
-            k += 1
+        cycles, rest = divmod(free_blocks, self.num_seqs)
+        if bs == 1:
+            return first + cycles
+        residue, start = self._residue, 1 - self.n - first
+        prefix = list(accumulate(residue[(start - j) % bs] for j in range(bs)))
+        return first + cycles * bs + bisect_right(prefix, rest)
