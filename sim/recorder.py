@@ -22,8 +22,10 @@ class Recorder:
     def __init__(self, capacity: int) -> None:
         self._grow_to(capacity, fresh=True)
         self.num_arrived = 0
-        self.itl_time, self.itl_gap0, self.itl_slope = array("d"), array("d"), array("d")
-        self.itl_count, self.itl_weight = array("q"), array("q")
+        # 24 bytes a segment: gaps in float32 (a relative error of 6e-8 is far below any
+        # latency that matters), the time that windows them in float64
+        self.itl_time, self.itl_gap0, self.itl_slope = array("d"), array("f"), array("f")
+        self.itl_count, self.itl_weight = array("i"), array("i")
         self.now = 0.0
         self.num_passes = 0
         self.busy_s = 0.0
@@ -84,8 +86,9 @@ class Recorder:
             self.itl_weight.append(weight)
 
     def itl_columns(self) -> tuple[np.ndarray, ...]:
-        """(time, gap0, slope, count, weight) of every segment, as numpy views."""
-        return tuple(np.frombuffer(col, dtype=np.float64 if col.typecode == "d" else np.int64)
+        """(time, gap0, slope, count, weight) of every segment, as numpy views (no copies)."""
+        kinds = {"d": np.float64, "f": np.float32, "i": np.int32}
+        return tuple(np.frombuffer(col, dtype=kinds[col.typecode])
                      for col in (self.itl_time, self.itl_gap0, self.itl_slope, self.itl_count, self.itl_weight))
 
     def trim(self) -> None:
