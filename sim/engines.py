@@ -81,6 +81,11 @@ def _format_for(spec: ServerSpecT, engine: str) -> WeightFormat:
     return fmt
 
 
+def _kv_bytes(model: ModelSpec, spec: ServerSpecT) -> float:
+    """KV-cache bytes per token for the server's ``kv_cache_dtype`` (``auto`` = 16-bit)."""
+    return model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
+
+
 def _weights_read_per_pass(model: ModelSpec, fmt: WeightFormat) -> float:
     """Bytes streamed by one forward pass: layer weights and the lm_head (not the embedding table)."""
     body = (model.num_layer_params) * fmt.bits_per_weight / 8
@@ -158,7 +163,7 @@ def _ollama_defaults(spec: OllamaSpec, kv_per_token: float, free_bytes: float) -
 
 def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     fmt = _format_for(spec, "ollama")
-    kv = model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
+    kv = _kv_bytes(model, spec)
     weights = model.weight_bytes(fmt)
     _check_weights_fit(spec.label, weights, hardware, fmt)
     free = hardware.memory_bytes - weights - CUDA_CONTEXT_BYTES
@@ -202,7 +207,7 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
     unified = spec.kv_unified if spec.kv_unified is not None else auto
     ctx = spec.ctx_size or 4096
     shift = spec.context_shift if spec.context_shift is not None else build < CONTEXT_SHIFT_OFF_BUILD
-    kv = model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
+    kv = _kv_bytes(model, spec)
     return _slot_server(
         spec, "llama.cpp", model, hardware, fmt, kv,
         SlotPolicy(
@@ -235,7 +240,7 @@ def _slot_server(
 
 def _resolve_serial(spec: SerialDecodeSpec, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     fmt = _format_for(spec, "serial_decode")
-    kv = model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
+    kv = _kv_bytes(model, spec)
     policy = SlotPolicy(
         num_slots=spec.parallel,
         slot_context_tokens=spec.ctx_size if spec.kv_unified else spec.ctx_size // spec.parallel,
@@ -253,7 +258,7 @@ def _resolve_single_queue(spec: SingleQueueSpec, model: ModelSpec, hardware: Har
     if isinstance(spec.cost, SampledServiceSpec):
         return ResolvedServer(spec.label, "single_queue", policy, None, spec.cost)
     fmt = _format_for(spec, "single_queue")
-    kv = model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
+    kv = _kv_bytes(model, spec)
     return _slot_server(
         spec, "ollama", model, hardware, fmt, kv, policy, spec.num_ctx * spec.num_parallel, spec.num_batch, {}
     )
@@ -286,7 +291,7 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
             raise EngineError(
                 f"server {spec.label!r}: max_num_batched_tokens ({max_tokens}) must be >= max_num_seqs ({max_seqs}); raise it"
             )
-    kv = model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
+    kv = _kv_bytes(model, spec)
     weights = model.weight_bytes(fmt)
     budget = hardware.memory_bytes * spec.gpu_memory_utilization
     non_kv = weights + _activation_bytes(model, max_tokens, max_seqs) + CUDA_CONTEXT_BYTES
@@ -327,7 +332,7 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
 
 def _resolve_paged(spec: PagedBatchingSpec, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     fmt = _format_for(spec, "paged_batching")
-    kv = model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
+    kv = _kv_bytes(model, spec)
     num_blocks = spec.num_kv_blocks
     if num_blocks is None:
         weights = model.weight_bytes(fmt)

@@ -236,7 +236,7 @@ class IterationServer:
                 continue
             passes = 1
             d = step.num_decode_seqs
-            if not step.chunks and step.decode and d:  # a plain pass: decode tokens only
+            if step.plain:
                 line = self._line(d)
                 first = duration = line.at(step.context_tokens)
                 if fast:

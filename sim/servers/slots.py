@@ -160,9 +160,8 @@ class SlotScheduler(Scheduler):
 
     def _prompt_chunks(self, num_decode: int) -> list[tuple[Request, int]]:
         p = self.policy
-        left = {"batch": p.prompt_budget - num_decode, "shared": p.prompt_budget - num_decode}.get(
-            p.budget_mode, 1 << 62
-        )
+        # batch / shared: one budget that the decode tokens use first; per_seq: no common cap
+        left = 1 << 62 if p.budget_mode == "per_seq" else p.prompt_budget - num_decode
         chunks = []
         for request in self.prompting:
             if left <= 0:
