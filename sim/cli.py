@@ -109,36 +109,57 @@ def _point_key(scenario: Scenario, sweep: dict[str, Any], server: str, resolved:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _run_points(scenario: Scenario, out: Path | None, fast: bool) -> list[dict[str, Any]]:
-    """Run every point, saving each as it completes so a stopped sweep resumes where it died."""
-    from sim.simulation import resolve_servers, run_server, sweep_scenarios
-    from sim.workload import generate_workload
+def _point_row(scenario: Scenario, index: int, sweep: dict[str, Any], fast: bool) -> dict[str, Any]:
+    """Run one server at one sweep value (in this process or a worker): its result row."""
+    from sim.simulation import run_server
+
+    result = run_server(scenario, index, fast=fast, sweep=sweep)
+    return {**result.row(), "notes": result.notes}
+
+
+def _run_points(scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1) -> list[dict[str, Any]]:
+    """Run every point, saving each as it completes so a stopped sweep resumes where it died.
+
+    With ``jobs > 1`` points run in worker processes; every point draws its workload from the
+    scenario's seed alone, so the rows are identical whatever the executor and the order.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from sim.simulation import resolve_servers, sweep_scenarios
 
     points = list(sweep_scenarios(scenario))
     resolved = [resolve_servers(sc) for _, sc in points]  # fail fast on any point before running
     cache = out / "points" if out else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
-    rows = []
-    total = len(points) * len(scenario.servers)
+    todo: list[tuple[int, Scenario, int, dict[str, Any], Path | None]] = []
+    rows: list[dict[str, Any] | None] = []
+    for (sweep, sc), servers in zip(points, resolved, strict=True):
+        for i, spec in enumerate(sc.servers):
+            saved = cache / f"{_point_key(sc, sweep, spec.label, servers[i])}.json" if cache else None
+            rows.append(json.loads(saved.read_text()) if saved and saved.is_file() else None)
+            if rows[-1] is None:
+                todo.append((len(rows) - 1, sc, i, sweep, saved))
+
+    def finish(slot: int, saved: Path | None, row: dict[str, Any]) -> None:
+        rows[slot] = row
+        if saved:
+            saved.write_text(json.dumps(row, default=float))
+
     with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("simulating", total=total)
-        for (sweep, sc), servers in zip(points, resolved, strict=True):
-            workload = None
-            for i, spec in enumerate(sc.servers):
-                key = _point_key(sc, sweep, spec.label, servers[i])
-                saved = cache / f"{key}.json" if cache else None
-                if saved and saved.is_file():
-                    rows.append(json.loads(saved.read_text()))
-                else:
-                    workload = workload if workload is not None else generate_workload(sc)
-                    result = run_server(sc, i, fast=fast, workload=workload, sweep=sweep)
-                    row = {**result.row(), "notes": result.notes}
-                    if saved:
-                        saved.write_text(json.dumps(row, default=float))
-                    rows.append(row)
+        task = progress.add_task("simulating", total=len(rows), completed=len(rows) - len(todo))
+        if jobs <= 1:
+            for slot, sc, i, sweep, saved in todo:
+                finish(slot, saved, _point_row(sc, i, sweep, fast))
                 progress.advance(task)
-    return rows
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = {pool.submit(_point_row, sc, i, sweep, fast): (slot, saved)
+                           for slot, sc, i, sweep, saved in todo}
+                for future in as_completed(futures):
+                    finish(*futures[future], future.result())
+                    progress.advance(task)
+    return [row for row in rows if row is not None]
 
 
 def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) -> None:
@@ -172,11 +193,12 @@ def run_cmd(
     set_: Annotated[list[str], typer.Option("--set", help="Override a field: path=value (repeatable).")] = [],  # noqa: B006
     out: Annotated[Path | None, typer.Option("--out", help="Write results.json/csv, bench JSONs and plots here.")] = None,
     reference: Annotated[bool, typer.Option("--reference", help="Step one pass at a time (no fast-forward).")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run sweep points in this many processes.")] = 1,
 ) -> None:
     """Simulate every server of a scenario (and its sweep); print the table; write results."""
     try:
         scenario = _apply_sets(load_scenario(scenario_file), set_)
-        rows = _run_points(scenario, out, fast=not reference)
+        rows = _run_points(scenario, out, fast=not reference, jobs=jobs)
     except ScenarioError as err:
         _fail(_with_file(scenario_file, err))
     print_table(scenario, rows)

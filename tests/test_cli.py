@@ -95,3 +95,14 @@ def test_interrupted_sweep_resumes_from_saved_points(tmp_path: Path) -> None:
     subprocess.run(args, check=True, capture_output=True, cwd=ROOT)
     again = json.loads((tmp_path / "results.json").read_text())
     assert sum(p["completed"] != q["completed"] for p, q in zip(first["points"], again["points"])) == 1
+
+
+def test_parallel_sweep_gives_identical_rows(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "sim", "run", str(SEED), "--set", "workload.num_requests=80"]
+    serial = subprocess.run([*base, "--out", str(tmp_path / "a")], capture_output=True, text=True, cwd=ROOT)
+    parallel = subprocess.run([*base, "--jobs", "2", "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                              cwd=ROOT)
+    assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr
+    a = json.loads((tmp_path / "a" / "results.json").read_text())["points"]
+    b = json.loads((tmp_path / "b" / "results.json").read_text())["points"]
+    assert a == b
