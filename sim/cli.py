@@ -184,7 +184,7 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
         tag = "_".join(f"{k.split('.')[-1]}{v}" for k, v in r["sweep"].items())
         name = f"{r['server']}{'_' + tag if tag else ''}.json".replace("/", "-")
         (bench / name).write_text(json.dumps(_vllm_bench_json(scenario, r), indent=2, default=float) + "\n")
-    save_standard_plots(flat, sweep, out, scenario.name)
+    save_standard_plots(flat, sweep, out, scenario.name, scenario.workload.timeout_s)
 
 
 @app.command("run")

@@ -42,14 +42,24 @@ def plot_metric(rows: Sequence[dict[str, Any]], metric: str, sweep_path: str | N
     return ax
 
 
-def save_standard_plots(rows: Sequence[dict[str, Any]], sweep_path: str | None, out_dir: Any, title: str) -> list[str]:
-    """Write output throughput, p99 end-to-end latency and timeouts plots; return their paths."""
+def save_standard_plots(
+    rows: Sequence[dict[str, Any]], sweep_path: str | None, out_dir: Any, title: str, timeout_s: float | None = None
+) -> list[str]:
+    """Write output throughput, p99 end-to-end latency and timeouts plots; return their paths.
+
+    Latencies are over completed requests, so a client timeout caps them: it is drawn as a
+    dashed line on the latency plot.
+    """
     paths = []
     for metric in ("output_throughput", "p99_e2el_ms", "timeouts"):
         ax = plot_metric(rows, metric, sweep_path)
         ax.set_title(f"{title}: {LABELS[metric]}")
         if metric == "p99_e2el_ms":
             ax.set_yscale("log")
+            if timeout_s:
+                ax.axhline(timeout_s * 1e3, color="grey", linestyle="--", linewidth=1)
+                ax.annotate("client timeout", (0.01, timeout_s * 1e3), xycoords=("axes fraction", "data"),
+                            va="bottom", fontsize=8, color="grey")
         fig = ax.figure
         path = out_dir / f"{metric}.png"
         fig.tight_layout()
