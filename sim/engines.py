@@ -114,7 +114,9 @@ def build_cost(
             return None, None
         case RooflineCostSpec():
             try:
-                profile = select_profile(engine, hardware.id, hardware.kind, model.id, fmt.name, cost.profile)
+                profile = select_profile(
+                    engine, hardware.id, hardware.kind, model.id, fmt.name, cost.profile, spec.threads
+                )
             except ValueError as err:
                 raise EngineError(f"server {spec.label!r}: cost.profile: {err}") from None
             p = profile.params.model_copy(

@@ -58,8 +58,16 @@ class CostProfile(BaseModel):
     provenance: dict[str, Any] = Field(default_factory=dict)
     """Sources, hardware, software, date; for fits: input files with sha256, residuals."""
 
-    def specificity(self, engine: str, hardware_id: str, hardware_kind: str, model: str, fmt: str) -> int:
-        """Match score (higher = more specific), or -1 when the profile does not apply."""
+    def specificity(
+        self, engine: str, hardware_id: str, hardware_kind: str, model: str, fmt: str, threads: int | None = None
+    ) -> int:
+        """Match score (higher = more specific), or -1 when the profile does not apply.
+
+        A profile measured with a thread count applies to a server run with another one only
+        when the server names none.
+        """
+        if threads is not None and self.threads is not None and threads != self.threads:
+            return -1
         # hardware outweighs engine: a CPU's efficiencies say more than the engine that runs on it
         score = 0
         for want, have, weight in (
@@ -76,7 +84,7 @@ class CostProfile(BaseModel):
             score += 16
         elif self.hardware != "*":
             return -1
-        return score
+        return score + int(threads is not None and threads == self.threads)
 
 
 def _profile_files() -> list[Path]:
@@ -97,7 +105,8 @@ def load_profiles(extra: tuple[str, ...] = ()) -> tuple[CostProfile, ...]:
 
 
 def select_profile(
-    engine: str, hardware_id: str, hardware_kind: str, model: str, fmt: str, name: str | None = None
+    engine: str, hardware_id: str, hardware_kind: str, model: str, fmt: str, name: str | None = None,
+    threads: int | None = None,
 ) -> CostProfile:
     """The named profile (an id or a file), else the most specific one that applies.
 
@@ -113,7 +122,10 @@ def select_profile(
                 return profile
         ids = ", ".join(p.id for p in load_profiles())
         raise ValueError(f"unknown cost profile {name!r}; known: {ids}")
-    scored = [(p.specificity(engine, hardware_id, hardware_kind, model, fmt), i, p) for i, p in enumerate(load_profiles())]
+    scored = [
+        (p.specificity(engine, hardware_id, hardware_kind, model, fmt, threads), i, p)
+        for i, p in enumerate(load_profiles())
+    ]
     scored = [s for s in scored if s[0] >= 0]
     if not scored:
         raise ValueError(f"no cost profile applies to {engine} on {hardware_id} ({hardware_kind})")

@@ -361,6 +361,8 @@ class ServerCommon(Spec):
     """KV cache element type: auto (16-bit), fp8, q8_0, q4_0."""
     cost: CostSpec = Field(default_factory=RooflineCostSpec)
     """How long a forward pass takes."""
+    threads: int | None = Field(ge=1, default=None)
+    """CPU threads the engine computes with (CPU serving: picks the profile measured with them)."""
 
     @property
     def label(self) -> str:
@@ -535,6 +537,8 @@ class HfConfigModel(Spec):
 
     hf_config: str
     """Path to config.json, relative to the scenario file."""
+    id: str | None = None
+    """Model id for cost-profile matching (default: from the config's name or folder)."""
 
 
 class SweepSpec(Spec):

@@ -42,7 +42,7 @@ def resolve_model(scenario: Scenario) -> ModelSpec:
     """The scenario's model, from the catalog or a Hugging Face config.json."""
     try:
         if isinstance(scenario.model, HfConfigModel):
-            return model_from_hf_config(scenario.resolve(scenario.model.hf_config))
+            return model_from_hf_config(scenario.resolve(scenario.model.hf_config), scenario.model.id)
         return get_model(scenario.model)
     except CatalogError as err:
         raise ScenarioError(f"model: {err}") from None

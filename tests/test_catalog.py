@@ -426,6 +426,8 @@ def test_format_families_engines_and_compute_dtypes() -> None:
     for fmt in list_formats():
         if fmt.family == "gguf":
             assert set(fmt.engines) == {"llama.cpp", "ollama"}, fmt.name
+        elif fmt.name == "bf16":  # safetensors for vLLM, and GGUF's BF16 type
+            assert set(fmt.engines) == {"vllm", "llama.cpp", "ollama"}
         else:
             assert fmt.engines == ("vllm",), fmt.name
     assert get_format("awq-int4").compute_dtype == "fp16"

@@ -88,3 +88,11 @@ def test_specs_are_frozen() -> None:
     with pytest.raises(Exception):  # noqa: B017
         scenario.name = "x"  # type: ignore[misc]
     assert typing.get_type_hints(type(scenario))
+
+
+def test_cpu_threads_pick_the_profile_measured_with_them() -> None:
+    from sim.profiles import select_profile
+
+    picks = {t: select_profile("llama.cpp", "epyc-zen5-2c-vm", "cpu", "smollm2-135m", "f16", threads=t) for t in (1, 2)}
+    assert picks[1].threads == 1 and picks[2].threads == 2
+    assert picks[1].params != picks[2].params
