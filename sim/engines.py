@@ -29,7 +29,7 @@ from sim.scenario import (
     VllmSpec,
 )
 from sim.servers.paged import PagedPolicy
-from sim.servers.slots import SlotPolicy
+from sim.servers.slots import BudgetMode, SlotPolicy
 
 __all__ = ["EngineError", "ResolvedServer", "resolve_server"]
 
@@ -175,11 +175,13 @@ def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) 
             f"server {spec.label!r}: KV for num_parallel={parallel} x num_ctx={num_ctx} needs "
             f"{parallel * num_ctx * kv / GIB:.1f} GiB, {free / GIB:.1f} GiB free after weights; lower num_ctx or num_parallel"
         )
+    runner = spec.runner or ("llama-server" if _version(spec.version) >= (0, 30, 0) else "llamarunner")
+    modes: dict[str, BudgetMode] = {"llamarunner": "per_seq", "ollamarunner": "shared", "llama-server": "batch"}
     policy = SlotPolicy(
         num_slots=parallel,
         slot_context_tokens=num_ctx,
         prompt_budget=spec.num_batch,
-        budget_mode="per_seq" if spec.runner == "llamarunner" else "shared",
+        budget_mode=modes[runner],
         context_shift=True,
         max_queue=spec.max_queue,
         load_time_s=spec.load_time_s,
@@ -187,7 +189,7 @@ def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) 
         cold_start=spec.cold_start,
     )
     cost, profile = build_cost(spec, "ollama", model, hardware, fmt, kv, spec.num_batch)
-    notes = {"num_parallel": parallel, "num_parallel_reason": why, "num_ctx": num_ctx}
+    notes = {"num_parallel": parallel, "num_parallel_reason": why, "num_ctx": num_ctx, "runner": runner}
     return ResolvedServer(spec.label, "ollama", policy, cost, None, fmt.name, profile, notes)
 
 

@@ -383,8 +383,10 @@ class OllamaSpec(ServerCommon):
     """Context per slot (default by version: 2048 until 0.6.6, 4096 after)."""
     num_batch: int = Field(ge=1, default=512)
     """Prompt tokens per iteration."""
-    runner: Literal["llamarunner", "ollamarunner"] = "llamarunner"
-    """llamarunner: num_batch per prompting slot; ollamarunner: num_batch shared by all slots."""
+    runner: Literal["llamarunner", "ollamarunner", "llama-server"] | None = None
+    """llamarunner: num_batch per prompting slot; ollamarunner: num_batch shared by all slots;
+    llama-server: n_batch = num_batch with decode tokens first (default: llama-server from 0.30,
+    llamarunner before)."""
     max_queue: int = Field(ge=1, default=512)
     """OLLAMA_MAX_QUEUE: requests held while a model loads before HTTP 503."""
     keep_alive_s: float = Field(ge=0, default=300.0)
@@ -405,7 +407,8 @@ class LlamaCppSpec(ServerCommon):
     parallel: int | None = Field(ge=1, default=None)
     """-np, number of slots (default by version)."""
     ctx_size: int | None = Field(ge=16, default=None)
-    """-c, total context (default 4096, or the model's if larger builds fit it; split across slots)."""
+    """-c, total context, split across slots unless unified (default 4096, the default from Nov 2024;
+    current builds default to the model's context shrunk to fit memory: give it explicitly to model that)."""
     batch_size: int = Field(ge=1, default=2048)
     """-b, logical batch: decode tokens plus prompt tokens per iteration."""
     ubatch_size: int = Field(ge=1, default=512)

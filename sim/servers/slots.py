@@ -27,7 +27,7 @@ from typing import Literal
 from sim.requests import Phase, Request, Status
 from sim.servers.base import INF, Scheduler, Step
 
-__all__ = ["SlotPolicy", "SlotScheduler"]
+__all__ = ["BudgetMode", "SlotPolicy", "SlotScheduler"]
 
 BudgetMode = Literal["batch", "per_seq", "shared"]
 
