@@ -74,3 +74,22 @@ def test_cold_start_rejects_beyond_max_queue_while_loading() -> None:
     assert np.sum(during & (rec.status != Status.REJECTED)) == 5
     assert np.all(rec.status[~during] != Status.REJECTED)
     assert np.nanmin(rec.first_token_s) > 3.0
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
+def test_inter_token_gaps_add_up_to_each_request_decode_time(server: dict, fast: bool) -> None:
+    # Every token after a request's first closes one gap, so the pooled gaps sum to
+    # sum(finish - first_token) over the requests that completed (none time out here).
+    sc = tiny_scenario(
+        server, step_s=None, seed=5, hardware="rtx-4090", arrival={"kind": "poisson", "rate_per_s": 3.0},
+        prompt={"kind": "uniform", "low": 10, "high": 900}, output={"kind": "uniform", "low": 1, "high": 200},
+        num_requests=150,
+    )
+    rec = run_server(sc, fast=fast).recorder
+    assert np.all((rec.status == Status.COMPLETED) | (rec.status == Status.REJECTED))  # 503s: no tokens
+    done = rec.status == Status.COMPLETED
+    _, g0, slope, count, weight = (np.asarray(c, dtype=float) for c in rec.itl_columns())
+    gaps = np.sum(weight * (count * g0 + slope * count * (count - 1) / 2))
+    tokens = np.sum(weight * count)
+    assert tokens == np.sum(rec.generated[done] - 1)
+    assert gaps == pytest.approx(np.sum((rec.finish_s - rec.first_token_s)[done]), rel=1e-6)

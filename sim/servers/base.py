@@ -85,6 +85,8 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.num_waiting = 0
         self.joined: list[Request] = []
+        self.last_decode_end = 0.0
+        """When the decode set last produced tokens (its members' last token time)."""
         self._finish: FinishHook = lambda request, now, status: None
         self._gap: Callable[[float], None] = lambda gap_s: None
 
@@ -149,6 +151,8 @@ class Scheduler:
         """Apply ``passes`` repetitions of ``step``, which ended at ``now``."""
         if step.decode:
             self._advance(passes)
+            if step.num_decode_seqs:
+                self.last_decode_end = now
         for request, chunk in step.chunks:
             if request.phase != Phase.PREFILL:
                 continue

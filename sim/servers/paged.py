@@ -135,6 +135,8 @@ class PagedScheduler(Scheduler):
         return budget
 
     def _preempt(self, request: Request) -> None:
+        if request.phase == Phase.DECODE:  # its last token came with the decode set's last pass
+            request.last_token_s = max(request.last_token_s, self.last_decode_end)
         self._release(request)
         request.phase = Phase.QUEUED
         request.computed = 0
