@@ -93,3 +93,28 @@ def test_inter_token_gaps_add_up_to_each_request_decode_time(server: dict, fast:
     tokens = np.sum(weight * count)
     assert tokens == np.sum(rec.generated[done] - 1)
     assert gaps == pytest.approx(np.sum((rec.finish_s - rec.first_token_s)[done]), rel=1e-6)
+
+
+@pytest.mark.parametrize("blocks", [60, 300, 5000])
+def test_paged_pool_is_whole_again_after_the_run(blocks: int) -> None:
+    import simpy
+
+    from sim.recorder import Recorder
+    from sim.simulation import _build, resolve_servers
+    from sim.workload import generate_workload, make_client
+
+    sc = tiny_scenario(
+        {"kind": "paged_batching", "num_kv_blocks": blocks}, step_s=None, seed=3, hardware="rtx-4090",
+        arrival={"kind": "poisson", "rate_per_s": 4.0}, num_requests=300, timeout_s=20.0,
+        prompt={"kind": "lognormal", "mean": 400, "sigma": 0.8, "max": blocks * 16 - 400},
+        output={"kind": "uniform", "low": 1, "high": 300},
+    )
+    resolved = resolve_servers(sc)[0]
+    workload = generate_workload(sc)
+    env, rec = simpy.Environment(), Recorder(len(workload))
+    server = _build(resolved, workload, True, sc.seed)
+    server.start(env, make_client(sc, workload), rec)
+    env.run()
+    pool = server.scheduler.pool
+    assert pool.num_free == pool.num_blocks
+    assert not server.scheduler.running and server.scheduler.decode.num_seqs == 0
