@@ -1,7 +1,7 @@
 """Metrics of a run, computed once from per-request timestamps (definitions in the README).
 
 Names follow ``vllm bench serve``: ``completed``, ``request_throughput``, ``output_throughput``,
-``total_token_throughput`` and mean/median/std/p90/p99 of ``ttft_ms``, ``tpot_ms``, ``itl_ms``
+``total_token_throughput`` and mean/median/std/p90/p95/p99 of ``ttft_ms``, ``tpot_ms``, ``itl_ms``
 and ``e2el_ms``; plus ``timeouts``, ``rejected``, ``cancelled`` and ``in_flight``.
 
 Steady state: the first ``warmup`` requests (by arrival order) are left out, and the
@@ -22,7 +22,7 @@ from sim.requests import Status
 
 __all__ = ["summarize"]
 
-STATS = ("mean", "median", "std", "p90", "p99")
+STATS = ("mean", "median", "std", "p90", "p95", "p99")
 
 
 def _stats(name: str, values_ms: np.ndarray) -> dict[str, float]:
@@ -33,6 +33,7 @@ def _stats(name: str, values_ms: np.ndarray) -> dict[str, float]:
         f"median_{name}": float(np.median(values_ms)),
         f"std_{name}": float(np.std(values_ms)),
         f"p90_{name}": float(np.percentile(values_ms, 90)),
+        f"p95_{name}": float(np.percentile(values_ms, 95)),
         f"p99_{name}": float(np.percentile(values_ms, 99)),
     }
 
@@ -92,6 +93,7 @@ def itl_stats(g0: np.ndarray, slope: np.ndarray, count: np.ndarray, weight: np.n
         "median_itl_ms": quantile(0.5) * 1e3,
         "std_itl_ms": math.sqrt(max(var, 0.0)) * 1e3,
         "p90_itl_ms": quantile(0.9) * 1e3,
+        "p95_itl_ms": quantile(0.95) * 1e3,
         "p99_itl_ms": quantile(0.99) * 1e3,
     }
 

@@ -20,8 +20,7 @@ compare against::
 The relative error is ``(predicted - measured) / measured``; an expectation fails when its
 absolute value exceeds ``bound`` (unless it is declared a ``known_failure``: reported as
 XFAIL, and as XPASS, which fails the run, once it passes). Metrics are those of :func:`sim.metrics.summarize` plus the
-derived ones in :data:`DERIVED_METRICS` (p95 latencies, computed here from the recorder with
-the same counted-request window; per-user throughput of a closed loop).
+derived ones in :data:`DERIVED_METRICS` (per-user throughput of a closed loop).
 """
 
 from __future__ import annotations
@@ -39,8 +38,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sim.metrics import STATS, window
-from sim.requests import Status
+from sim.metrics import STATS
 from sim.scenario import ClosedLoopArrival, Scenario, ScenarioError, format_validation_error, parse_scenario
 
 __all__ = [
@@ -57,10 +55,8 @@ __all__ = [
 ]
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "calibration" / "validation"
-DERIVED_METRICS = ("p95_ttft_ms", "p95_e2el_ms", "p95_tpot_ms", "output_throughput_per_user")
-"""Metrics computed here: p95 of TTFT / end-to-end latency / TPOT over the counted, completed
-requests (numpy's linear percentile, as sim.metrics does for p90/p99), and a closed loop's
-output throughput divided by its users."""
+DERIVED_METRICS = ("output_throughput_per_user",)
+"""Metrics computed here: a closed loop's output throughput divided by its users."""
 SUMMARY_METRICS = (
     "completed", "request_throughput", "output_throughput", "total_token_throughput", "request_goodput",
     *(f"{s}_{m}" for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms") for s in STATS),
@@ -276,29 +272,10 @@ def _sweep_points(scenario: Scenario) -> list[tuple[tuple[str, str], ...]]:
 
 
 def _derived(result: Any, scenario: Scenario) -> dict[str, float]:
-    """p95 latencies over counted completed requests, and per-user throughput."""
-    rec = result.recorder
-    n = rec.num_arrived
-    warmup = scenario.workload.warmup_requests
-    warmup = warmup if warmup is not None else n // 10
-    _, t0, _ = window(rec, warmup)
-    counted = rec.arrival_s[:n] >= t0
-    done = counted & (rec.status[:n] == Status.COMPLETED)
-    arrival, first, finish = rec.arrival_s[:n], rec.first_token_s[:n], rec.finish_s[:n]
-    out_tokens = rec.generated[:n]
-
-    def p95(values: np.ndarray) -> float:
-        return float(np.percentile(values, 95)) if values.size else math.nan
-
-    multi = done & (out_tokens > 1)
-    out = {
-        "p95_ttft_ms": p95((first - arrival)[done] * 1e3),
-        "p95_e2el_ms": p95((finish - arrival)[done] * 1e3),
-        "p95_tpot_ms": p95(((finish - first) / np.maximum(out_tokens - 1, 1))[multi] * 1e3),
-    }
+    """A closed loop's output throughput per user (the rest comes from sim.metrics)."""
     if isinstance(scenario.workload.arrival, ClosedLoopArrival):
-        out["output_throughput_per_user"] = result.metrics["output_throughput"] / scenario.workload.arrival.users
-    return out
+        return {"output_throughput_per_user": result.metrics["output_throughput"] / scenario.workload.arrival.users}
+    return {}
 
 
 def _category(metric: str | RatioMetric) -> str:
