@@ -63,9 +63,11 @@ from calibration.measurements import (
     LatencyMeasurement,
     MeasurementError,
     StepMeasurement,
+    file_sha256,
     load_measurements,
     read_published_latency,
     read_published_steps,
+    repo_relative,
 )
 from sim import costs as _costs_module
 from sim import engines as _engines
@@ -299,18 +301,6 @@ def predict(cost: RooflineStepCost, points: Sequence[Point]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _rel(path: Path) -> str:
-    resolved = path.resolve()
-    try:
-        return resolved.relative_to(REPO_ROOT).as_posix()
-    except ValueError:
-        return resolved.as_posix()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _shape_tuple(s: BatchShape) -> tuple[Any, ...]:
     return (s.num_prefill_tokens, s.num_prefill_seqs, s.prefill_context_tokens,
             s.prefill_attention_pairs, s.num_decode_seqs, s.num_context_tokens)
@@ -356,10 +346,10 @@ def load_points(paths: Iterable[str | Path] = DEFAULT_INPUTS) -> LoadedInputs:
             path = REPO_ROOT / path
         if not path.is_file():
             raise MeasurementError(f"{raw}: no such file; check the path")
-        files[_rel(path)] = _sha256(path)
+        files[repo_relative(path)] = file_sha256(path)
         pairs: list[tuple[GroupKey, Point]] = []
         if path.resolve() == PUBLISHED_FILE.resolve() or path.name == "microbenchmarks.json":
-            rel, sha = _rel(path), files[_rel(path)]
+            rel, sha = repo_relative(path), files[repo_relative(path)]
             pairs += [_step_point(m, rel, sha) for m in read_published_steps(path=path)]
             for case in PUBLISHED_LATENCY_CASES:
                 pairs += [_latency_point(m, rel, sha) for m in read_published_latency(case, path=path)]
@@ -370,10 +360,10 @@ def load_points(paths: Iterable[str | Path] = DEFAULT_INPUTS) -> LoadedInputs:
                     files[m.provenance.source] = m.provenance.sha256
                     pairs.append(_step_point(m, m.provenance.source, m.provenance.sha256))
                 else:
-                    pairs.append(_step_point(m, _rel(path), files[_rel(path)]))
+                    pairs.append(_step_point(m, repo_relative(path), files[repo_relative(path)]))
         for key, point in pairs:
-            if point.input_file != _rel(path):
-                point = replace(point, via=_rel(path))
+            if point.input_file != repo_relative(path):
+                point = replace(point, via=repo_relative(path))
             if key.engine in SKIPPED_ENGINES:
                 skipped[key.engine] += 1
                 continue

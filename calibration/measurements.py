@@ -194,7 +194,7 @@ class ServerSummaryRow:
 # --------------------------------------------------------------------------------------------
 
 
-def _rel(path: Path) -> str:
+def repo_relative(path: Path) -> str:
     """Repo-relative POSIX path when under the repo, else the absolute path."""
     resolved = path.resolve()
     try:
@@ -203,7 +203,8 @@ def _rel(path: Path) -> str:
         return resolved.as_posix()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -214,7 +215,7 @@ def file_provenance(
     p = Path(path)
     if not p.is_file():
         raise MeasurementError(f"{p}: no such file; check the path")
-    return Provenance(_rel(p), _sha256(p), hardware, software, date, notes)
+    return Provenance(repo_relative(p), file_sha256(p), hardware, software, date, notes)
 
 
 def _round_half_up(x: float) -> int:
@@ -463,7 +464,7 @@ def read_llama_bench(
     p = Path(path)
     if not p.is_file():
         raise MeasurementError(f"{p}: no such file; check the path")
-    sha = _sha256(p)
+    sha = file_sha256(p)
     out: list[StepMeasurement] = []
     for where, row in _load_llama_bench_rows(p):
         n_prompt, n_gen = _field(row, "n_prompt", where, _int), _field(row, "n_gen", where, _int)
@@ -491,7 +492,7 @@ def read_llama_bench(
             engine="llama.cpp",
             weight_format=fmt,
             threads=_checked_threads(row_threads, threads, where),
-            source=_rel(p),
+            source=repo_relative(p),
             sha256=sha,
             software=software or build,
             date=str(row.get("test_time") or date)[:10],
