@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "Affine",
     "Deterministic",
     "Distribution",
     "Empirical",
@@ -172,3 +173,25 @@ class Empirical(Distribution):
     @property
     def second_moment(self) -> float:
         return float(np.mean(np.asarray(self.values, dtype=float) ** 2))
+
+
+@dataclass(frozen=True)
+class Affine(Distribution):
+    """``offset + scale * X`` for a base distribution X (e.g. a service time affine in the
+    number of output tokens), with moments derived from the base's."""
+
+    base: Distribution
+    offset: float
+    scale: float
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.offset + self.scale * self.base.sample(rng, n)
+
+    @property
+    def mean(self) -> float:
+        return self.offset + self.scale * self.base.mean
+
+    @property
+    def second_moment(self) -> float:
+        a, b = self.offset, self.scale
+        return a * a + 2 * a * b * self.base.mean + b * b * self.base.second_moment

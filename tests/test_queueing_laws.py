@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.distributions import Deterministic, Distribution, Exponential, Gamma, Uniform
+from sim.distributions import Affine, Deterministic, Distribution, Exponential, Gamma, Uniform
 from sim.requests import Status
 from sim.simulation import run_server
 from sim.theory import erlang_c, mg1, mmc
@@ -60,21 +60,14 @@ def test_token_level_serial_decode_is_mg1_with_affine_service() -> None:
     # tokens costs S = (a + c P) + (N - 1)(a + b) -- affine in N, so E[S], E[S^2] follow from
     # the moments of N and Pollaczek-Khinchine gives the exact mean wait.
     a, b, c, prompt = 0.004, 0.001, 0.0001, 64
-    out = Uniform(8, 120, integer=True)
     cost = {"kind": "linear", "overhead_s": a, "decode_s_per_seq": b, "prefill_s_per_token": c}
-    s0, s1 = a + c * prompt - (a + b), a + b  # S = s0 + s1 N
-    mean = s0 + s1 * out.mean
-    second = s0**2 + 2 * s0 * s1 * out.mean + s1**2 * out.second_moment
-    service = Gamma(1.0, 1.0)  # placeholder object carrying the two moments below
-    object.__setattr__(service, "shape", mean**2 / (second - mean**2))
-    object.__setattr__(service, "scale", (second - mean**2) / mean)
-    rate = 0.6 / mean
+    service = Affine(Uniform(8, 120, integer=True), offset=a + c * prompt - (a + b), scale=a + b)
+    rate = 0.6 / service.mean
     server = {"kind": "serial_decode", "parallel": 1, "ctx_size": 8192, "cost": cost}
     waits = [
         float(np.mean(_waits(server, rate, seed, prompt=prompt, output={"kind": "uniform", "low": 8, "high": 120})))
         for seed in SEEDS
     ]
-    assert service.mean == pytest.approx(mean) and service.second_moment == pytest.approx(second)
     assert_matches_theory(waits, mg1(rate, service).wait_s)
 
 
