@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import simpy
 
 from sim.catalog import CatalogError, HardwareSpec, ModelSpec, get_hardware, get_model, model_from_hf_config
@@ -72,8 +73,6 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
 
 def _build(resolved: ResolvedServer, workload: Workload, fast: bool, seed: int) -> IterationServer | RequestLevelServer:
     if resolved.service is not None:
-        import numpy as np
-
         assert isinstance(resolved.policy, SlotPolicy)
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3])
         service = service_distribution(resolved.service.distribution).sample(rng, len(workload))

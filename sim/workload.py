@@ -62,7 +62,7 @@ def _streams(seed: int) -> tuple[np.random.Generator, ...]:
     return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
 
 
-def _lengths(spec: LengthSpec, n: int, rng: np.random.Generator, scenario: Scenario) -> np.ndarray:
+def _lengths(spec: LengthSpec, n: int, rng: np.random.Generator) -> np.ndarray:
     match spec:
         case FixedLength():
             values = np.full(n, spec.value)
@@ -112,9 +112,9 @@ def _sample_lengths(scenario: Scenario, n: int, rng: np.random.Generator) -> tup
     emp_o = w.output_tokens if isinstance(w.output_tokens, EmpiricalLength) else None
     p, o = _empirical_pair(emp_p, emp_o, n, rng, scenario)
     if p is None:
-        p = _lengths(w.prompt_tokens, n, rng, scenario)
+        p = _lengths(w.prompt_tokens, n, rng)
     if o is None:
-        o = _lengths(w.output_tokens, n, rng, scenario)
+        o = _lengths(w.output_tokens, n, rng)
     return p, o
 
 

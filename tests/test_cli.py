@@ -76,7 +76,7 @@ def test_vllm_at_50_users_is_several_times_the_others_with_p99_of_seconds(seed_r
     assert vllm["timeouts"] == 0
 
 
-def test_set_override_and_bad_set(tmp_path: Path) -> None:
+def test_set_override_and_bad_set() -> None:
     ok = subprocess.run([sys.executable, "-m", "sim", "run", str(SEED), "--set", "sweep.values=[2]",
                          "--set", "workload.num_requests=60"], capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr

@@ -150,7 +150,7 @@ class Scheduler:
     def complete(self, step: Step, passes: int, now: float) -> None:
         """Apply ``passes`` repetitions of ``step``, which ended at ``now``."""
         if step.decode:
-            self._advance(passes)
+            self.decode.n += passes
             if step.num_decode_seqs:
                 self.last_decode_end = now
         for request, chunk in step.chunks:
@@ -161,9 +161,6 @@ class Scheduler:
                 self._sample_after_prefill(request, now)
         for request in self.decode.pop_due():
             self._due(request, now)
-
-    def _advance(self, passes: int) -> None:
-        self.decode.n += passes
 
     def _sample_after_prefill(self, request: Request, now: float) -> None:
         if request.generated:  # recomputed after a preemption: this token ends a long gap
@@ -276,7 +273,7 @@ class IterationServer:
             recorder.itl(first_end - request.last_token_s, 0.0, 1, 1)
 
     def _plain_passes(
-        self, step: Step, line: Any, client: Client, deadlines: list[tuple[float, int, Request]], now: float
+        self, step: Step, line: DecodeLine, client: Client, deadlines: list[tuple[float, int, Request]], now: float
     ) -> int:
         passes = self.scheduler.safe_passes()
         event = self._next_deadline(deadlines)

@@ -189,12 +189,9 @@ class SlotScheduler(Scheduler):
             if sum(min(c, budget) for _, c in chunks) <= free:
                 chunks[:] = [(r, min(c, budget)) for r, c in chunks]
                 return True
-        for request in [*self.prompting, *self._decoders()]:  # "Context size has been exceeded"
+        for request in [*self.prompting, *self.decode.members()]:  # "Context size has been exceeded"
             self.cancel(request, now, Status.CANCELLED)
         return False
-
-    def _decoders(self) -> list[Request]:
-        return self.decode.members()
 
     def safe_passes(self) -> int:
         passes = super().safe_passes()
@@ -210,8 +207,7 @@ class SlotScheduler(Scheduler):
 
     # applying passes ---------------------------------------------------------------------------
     def complete(self, step: Step, passes: int, now: float) -> None:
-        for request, chunk in step.chunks:
-            self.pool_used += chunk
+        self.pool_used += sum(chunk for _, chunk in step.chunks)
         super().complete(step, passes, now)
 
     def _join(self, request: Request) -> None:
