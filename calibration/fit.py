@@ -98,9 +98,11 @@ PRIORS_FILE = "fitted-priors.yaml"
 DEFAULT_INPUTS = (
     "calibration/data/this_machine/manifest.yaml",
     "calibration/data/published/microbenchmarks.json",
+    "calibration/data/gpu/manifest.yaml",
 )
-"""The calibration set: step-level files measured on the developers' machine and the published
-microbenchmarks (step rows and vLLM CI latency). Validation data is never among them."""
+"""The calibration set: step-level files measured on the developers' machine, the published
+microbenchmarks (step rows and vLLM CI latency) and whole forward passes timed on lent H100/H200
+GPUs (calibration/gpu/measure_forward.py). Validation data is never among them."""
 OLLAMA_COPIES = True
 """Write an Ollama copy of every llama.cpp profile (group fits and class priors)."""
 PUBLISHED_LATENCY_CASES = ("vllm_ci_h200_latency", "vllm_ci_h100_latency")

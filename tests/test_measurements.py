@@ -433,7 +433,7 @@ def _readme_hashes() -> dict[str, str]:
 
 def test_every_copied_file_is_in_the_readme_with_its_sha256() -> None:
     listed = _readme_hashes()
-    authored = {"README.md", "this_machine/manifest.yaml", "vidur/manifest.yaml"}
+    authored = {"README.md", "this_machine/manifest.yaml", "vidur/manifest.yaml", "gpu/manifest.yaml"}
     copied = {
         p.relative_to(DATA_DIR).as_posix()
         for p in DATA_DIR.rglob("*")

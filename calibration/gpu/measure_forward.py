@@ -15,9 +15,9 @@ attention is PyTorch's scaled-dot-product attention (FlashAttention backend) for
 for decoding the faster of that and a batched-GEMM softmax attention per shape (vLLM uses
 split-KV "flash-decoding" kernels for decode, which SDPA lacks for small batches). Each shape
 is captured once as a CUDA graph (as vLLM captures its decode passes) and the graph is replayed:
-the time is the GPU's, with no Python launch overhead, i.e. it EXCLUDES the engine's per-step
-CPU work (scheduling, sampling, detokenising). The output says so (``scope: kernels``), and the
-fit treats such rows as the roofline terms without the overhead terms.
+the time is the GPU's, with no Python launch overhead and no engine CPU work (scheduling,
+detokenising). This stand-in engine is fitted as vLLM's pass (calibration/data/gpu/README.md
+says why, and what that assumes).
 
 Shapes: decode passes (B sequences at context L), single prompts of P tokens, several prompts in
 one pass, and mixed passes (one prompt chunk + B decodes), as ``prefill_tokens,
@@ -275,9 +275,8 @@ def main() -> int:
     cuda = args.device == "cuda"
     meta = {
         "model": args.model, "hardware": args.hardware, "engine": "vllm", "weight_format": "bf16",
-        "threads": None, "scope": "kernels",
-        "source": "python calibration/gpu/measure_forward.py --model {} --hardware {} (servesim {})".format(
-            args.model, args.hardware, "calibration/gpu"),
+        "threads": None,
+        "source": "python " + " ".join(sys.argv) + f" on {platform.node()}",
         "software": f"PyTorch {torch.__version__} (CUDA {torch.version.cuda}), cuBLAS GEMMs, SDPA attention, CUDA graphs",
         "date": dt.date.today().isoformat(),
         "notes": "",
@@ -331,11 +330,11 @@ def main() -> int:
                 if cuda:
                     torch.cuda.empty_cache()
     meta["notes"] = (
-        f"Random-weight {args.model} ({model.params / 1e9:.3f} B parameters) in bf16; one forward pass per row, "
-        f"median of {args.reps} CUDA-graph replays (CUDA events); scope 'kernels' = GPU time only, no engine "
-        f"CPU overhead. Decode rows: each sequence has context_tokens/decode_seqs cached tokens and writes one "
-        f"more. Machine: {json.dumps(info)}"
+        f"stand-in engine: whole forward pass of random-weight {args.model} ({model.params / 1e9:.3f} B "
+        f"parameters) in bf16 replayed as one CUDA graph (median of {args.reps} replays), no engine CPU work; "
+        "see calibration/data/README.md (gpu/)"
     )
+    meta["machine"] = info
     (out / f"{stem}.meta.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, width=100))
     print(f"wrote {csv_path} ({len(rows)} rows)")
     return 0
