@@ -144,7 +144,8 @@ class RooflineStepCost:
     * ``t_memory``: weight bytes read once per physical pass (``ceil(tokens / max_pass_tokens)``
       passes, the ubatch of llama.cpp) plus KV bytes read by attention and written for the new
       tokens, at ``bandwidth_efficiency`` of peak bandwidth;
-    * ``t_compute``: GEMM FLOPs (2 x layer weights x tokens + 2 x lm-head x sampled sequences) at
+    * ``t_compute``: GEMM FLOPs (2 x layer weights x tokens + 2 x lm-head x sampled sequences, or
+      x every prompt token with ``lm_head_on_every_prompt_token``) at
       ``compute_efficiency`` of the format's tensor peak, plus attention FLOPs
       (4 x layers x heads x head_dim per query-key pair) at ``attention_efficiency`` of the
       16-bit peak.
@@ -161,10 +162,16 @@ class RooflineStepCost:
     step_overhead_s: float
     seq_overhead_s: float
     max_pass_tokens: int = 1 << 30
+    lm_head_on_every_prompt_token: bool = False
+    """The LM head runs on every prompt token, not only on the last one of each prompt (logits
+    for all positions: llama-cpp-python's server, whose ``logits_all`` defaults to True)."""
 
     def step_time(self, shape: BatchShape) -> float:
         tokens = shape.num_tokens
         seqs = shape.num_decode_seqs + shape.num_prefill_seqs
+        logits = seqs
+        if self.lm_head_on_every_prompt_token:
+            logits += shape.num_prefill_tokens - shape.num_prefill_seqs
         passes = max(1, -(-tokens // self.max_pass_tokens))
         kv_tokens = shape.num_context_tokens + shape.prefill_context_tokens + tokens
         memory_s = (
@@ -172,7 +179,7 @@ class RooflineStepCost:
         ) / self.bandwidth_bytes_per_s
         pairs = shape.num_context_tokens + shape.prefill_attention_pairs
         compute_s = (
-            2.0 * (self.layer_matmul_params * tokens + self.lm_head_params * seqs)
+            2.0 * (self.layer_matmul_params * tokens + self.lm_head_params * logits)
         ) / self.gemm_flops_per_s + self.attention_flops_per_pair * pairs / self.attention_flops_per_s
         return self.step_overhead_s * passes + self.seq_overhead_s * seqs + max(memory_s, compute_s)
 

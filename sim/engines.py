@@ -134,6 +134,7 @@ def build_cost(
                 step_overhead_s=p.step_overhead_s,
                 seq_overhead_s=p.seq_overhead_s,
                 max_pass_tokens=max_pass_tokens,
+                lm_head_on_every_prompt_token=getattr(spec, "logits_all", False),
             ), profile
         case _:
             assert_never(cost)

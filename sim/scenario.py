@@ -417,6 +417,9 @@ class LlamaCppSpec(ServerCommon):
     """--kv-unified (default: on only when -np is not given, in builds with auto -np)."""
     context_shift: bool | None = None
     """--context-shift (default by version: on in old builds, off in current ones)."""
+    logits_all: bool = False
+    """Compute logits (the LM head) for every prompt token, not only the last: llama-server never
+    does; llama-cpp-python's OpenAI server does by default (its ``logits_all`` setting is True)."""
 
 
 class VllmSpec(ServerCommon):
@@ -484,6 +487,8 @@ class SerialDecodeSpec(ServerCommon):
     """One KV pool shared by all slots."""
     context_shift: bool = False
     """Truncate/shift instead of erroring/stopping on a full context."""
+    logits_all: bool = False
+    """LM head on every prompt token (llama-cpp-python's server default), not only the last."""
 
 
 class PagedBatchingSpec(ServerCommon):
