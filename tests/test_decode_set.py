@@ -39,3 +39,5 @@ def test_block_counts_match_explicit_requests(bs, members, advance, free) -> Non
     assert ds.new_blocks(7, first=2) == need(2, 7)
     k = ds.passes_within_blocks(free, first=1)
     assert need(1, k) <= free < need(1, k + 1)
+    for cap in (1, k, k + 1, 2 * k + 3):  # a cap short-cuts the residue walk, never the answer
+        assert ds.passes_within_blocks(free, first=1, at_most=cap) == min(k, cap)

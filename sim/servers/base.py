@@ -129,10 +129,11 @@ class Scheduler:
         """Choose the next pass, or None when there is nothing to run."""
         raise NotImplementedError
 
-    def safe_passes(self) -> int:
-        """How many passes of the current plain step may run with no decision in between."""
+    def safe_passes(self, at_most: int) -> int:
+        """How many passes (``at_most`` at most) of the current plain step may run with no
+        decision in between."""
         at = self.decode.next_event_at()
-        return (1 << 62) if at is None else at - self.decode.n
+        return at_most if at is None else min(at_most, at - self.decode.n)
 
     def admits_arrivals(self) -> bool:
         """Whether an arrival now would change the next pass (False while capacity is full)."""
@@ -275,13 +276,13 @@ class IterationServer:
     def _plain_passes(
         self, step: Step, line: DecodeLine, client: Client, deadlines: list[tuple[float, int, Request]], now: float
     ) -> int:
-        passes = self.scheduler.safe_passes()
         event = self._next_deadline(deadlines)
         if self.scheduler.admits_arrivals():
             event = min(event, client.next_arrival_s())
+        passes = 1 << 62
         if event < INF:
-            passes = min(passes, line.passes_to_reach(step.context_tokens, step.num_decode_seqs, event - now))
-        return max(1, passes)
+            passes = line.passes_to_reach(step.context_tokens, step.num_decode_seqs, event - now)
+        return max(1, self.scheduler.safe_passes(passes))
 
     @staticmethod
     def _next_deadline(deadlines: list[tuple[float, int, Request]]) -> float:

@@ -128,19 +128,22 @@ class DecodeSet:
             total += residue[(1 - self.n - j) % bs]
         return total
 
-    def passes_within_blocks(self, free_blocks: int, first: int = 1) -> int:
-        """Largest K >= first such that passes ``first .. K-1`` need at most ``free_blocks``.
+    def passes_within_blocks(self, free_blocks: int, first: int = 1, at_most: int = 1 << 62) -> int:
+        """Largest K in [first, at_most] such that passes ``first .. K-1`` need at most ``free_blocks``.
 
         Every ``block_size`` passes each member needs exactly one block, so whole cycles cost
         ``num_seqs`` blocks each; within the last cycle a prefix sum over the residues says
-        how far the rest goes.
+        how far the rest goes. When the whole cycles alone reach ``at_most`` (blocks are
+        plentiful, the usual case) the residues are not looked at.
         """
         if self.num_seqs == 0:
-            return 1 << 62
+            return at_most
         bs = self.block_size
         cycles, rest = divmod(free_blocks, self.num_seqs)
         if bs == 1:
-            return first + cycles
+            return min(at_most, first + cycles)
+        if first + cycles * bs >= at_most:
+            return at_most
         residue, start = self._residue, 1 - self.n - first
         prefix = list(accumulate(residue[(start - j) % bs] for j in range(bs)))
-        return first + cycles * bs + bisect_right(prefix, rest)
+        return min(at_most, first + cycles * bs + bisect_right(prefix, rest))
