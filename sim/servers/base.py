@@ -237,52 +237,71 @@ class IterationServer:
                 now = env.now
                 continue
             passes = 1
-            d = step.num_decode_seqs
+            d, context = step.num_decode_seqs, step.context_tokens
             if step.plain:
                 line = self._line(d)
-                first = duration = line.at(step.context_tokens)
+                first = duration = line.at(context)
                 if fast:
-                    passes = self._plain_passes(step, line, client, deadlines, now)
+                    passes = self._plain_passes(line, d, context, client, deadlines, now)
                     if passes > 1:
-                        duration += line.run_time(step.context_tokens + d, d, passes - 1)
+                        duration += line.run_time(context + d, d, passes - 1)
             else:
                 first = duration = cost.step_time(step.shape())
             end = now + duration
             if env.peek() < end:  # another process acts before this pass ends: let SimPy run it
                 yield env.timeout(end - env.now)
             # (otherwise nothing can observe the clock in between: keep it locally, exactly)
-            recorder.now = now = end
+            recorder.now = end
             recorder.num_passes += passes
             recorder.busy_s += duration
             if step.decode:
                 if d:
-                    self._record_gaps(step, passes, end - duration + first, last_decode_end, recorder)
+                    self._record_gaps(step, passes, now, first, last_decode_end, recorder)
                     last_decode_end = end
                 scheduler.joined.clear()
             scheduler.complete(step, passes, end)
+            now = end
 
-    def _record_gaps(self, step: Step, passes: int, first_end: float, last_end: float, recorder: Recorder) -> None:
-        """Inter-token gaps of the decoding sequences over the passes just run."""
+    def _record_gaps(
+        self, step: Step, passes: int, start: float, first: float, last_end: float, recorder: Recorder
+    ) -> None:
+        """Inter-token gaps of the decoding sequences over the passes just run from ``start``.
+
+        When every member's previous token came at ``start`` (the usual case), the gaps of a
+        plain run are its pass times, one or two line segments; otherwise the first pass's gap
+        is recorded on its own, and so is that of a member whose previous token came earlier.
+        """
         joined = [r for r in self.scheduler.joined if r.last_token_s != last_end and r.phase == Phase.DECODE]
-        d = step.num_decode_seqs
+        d, context = step.num_decode_seqs, step.context_tokens
+        if step.plain and last_end == start and not joined:
+            line = self._line(d)
+            for begin, stop, p, q in line._segments(context, d, passes):
+                recorder.itl(line.c0 + p + q * begin, q, stop - begin, d)
+            return
         if passes > 1:  # gaps of passes 2..K follow the decode line
             line = self._line(d)
-            for start, stop, p, q in line._segments(step.context_tokens + d, d, passes - 1):
-                recorder.itl(line.c0 + p + q * start, q, stop - start, d)
+            for begin, stop, p, q in line._segments(context + d, d, passes - 1):
+                recorder.itl(line.c0 + p + q * begin, q, stop - begin, d)
+        first_end = start + first
         recorder.itl(first_end - last_end, 0.0, 1, d - len(joined))
         for request in joined:
             recorder.itl(first_end - request.last_token_s, 0.0, 1, 1)
 
     def _plain_passes(
-        self, step: Step, line: DecodeLine, client: Client, deadlines: list[tuple[float, int, Request]], now: float
+        self, line: DecodeLine, num_seqs: int, context: int, client: Client,
+        deadlines: list[tuple[float, int, Request]], now: float,
     ) -> int:
+        """Passes of a plain step to run in one jump: up to the first pass boundary at which the
+        scheduler has something to decide or an arrival (when it would be admitted) or a
+        timeout has landed."""
+        passes = self.scheduler.safe_passes(1 << 62)
         event = self._next_deadline(deadlines)
         if self.scheduler.admits_arrivals():
             event = min(event, client.next_arrival_s())
-        passes = 1 << 62
-        if event < INF:
-            passes = line.passes_to_reach(step.context_tokens, step.num_decode_seqs, event - now)
-        return max(1, self.scheduler.safe_passes(passes))
+        # an event after the last safe pass cannot cut the run: skip the search for its pass
+        if event < INF and line.run_time(context, num_seqs, passes) >= event - now:
+            passes = min(passes, line.passes_to_reach(context, num_seqs, event - now))
+        return max(1, passes)
 
     @staticmethod
     def _next_deadline(deadlines: list[tuple[float, int, Request]]) -> float:

@@ -117,16 +117,21 @@ class DecodeSet:
             due.append(heapq.heappop(heap)[3])
 
     def new_blocks(self, passes: int, first: int = 0) -> int:
-        """Blocks the members need for passes ``first .. passes-1`` from now."""
+        """Blocks the members need for passes ``first .. passes-1`` from now.
+
+        Whole cycles of ``block_size`` passes cost one block per member; the passes left over
+        read a window of consecutive residues (backwards, wrapping round), summed as slices.
+        """
         bs = self.block_size
         if bs == 1:
             return self.num_seqs * (passes - first)
         full, rest = divmod(passes - first, bs)
-        total = full * self.num_seqs
         residue = self._residue
-        for j in range(first, first + rest):
-            total += residue[(1 - self.n - j) % bs]
-        return total
+        top = (1 - self.n - first) % bs  # residue needing a block in pass ``first``
+        low = top - rest + 1
+        if low >= 0:
+            return full * self.num_seqs + sum(residue[low : top + 1])
+        return full * self.num_seqs + sum(residue[: top + 1]) + sum(residue[low + bs :])
 
     def passes_within_blocks(self, free_blocks: int, first: int = 1, at_most: int = 1 << 62) -> int:
         """Largest K in [first, at_most] such that passes ``first .. K-1`` need at most ``free_blocks``.

@@ -68,6 +68,13 @@ class PagedScheduler(Scheduler):
     # the decision ---------------------------------------------------------------------------
     def schedule(self, now: float) -> Step | None:
         self._preempted_now = False
+        decode = self.decode
+        if not self.prefilling and not self.num_waiting and decode.num_seqs:
+            # the decode set alone, nobody to admit (the usual pass): only its blocks to take
+            need = decode.new_blocks(1)
+            if need <= self.pool.num_free:
+                self.pool.allocate(need)
+                return Step([], True, decode.num_seqs, decode.context_tokens)
         if self.policy.prefill_first:
             step = self._schedule_prefill_pass(now)
             if step is not None:
@@ -79,7 +86,6 @@ class PagedScheduler(Scheduler):
             budget = self._schedule_running(chunks, self.policy.max_num_batched_tokens)
             if not self._preempted_now:
                 self._schedule_waiting(chunks, budget, now)
-        decode = self.decode
         if not chunks and decode.num_seqs == 0:
             return None
         return Step(chunks, True, decode.num_seqs, decode.context_tokens)
@@ -205,8 +211,6 @@ class PagedScheduler(Scheduler):
 
     def _register_prefix(self, request: Request, computed: int) -> None:
         """Cache the prompt's full blocks once they are computed."""
-        if not self.policy.enable_prefix_caching:
-            return
         full = min(computed, request.prompt_tokens) // self.policy.block_size
         held = request.held_keys if request.held_keys is not None else []
         keys = self._prefix_keys(request, full)
@@ -220,9 +224,10 @@ class PagedScheduler(Scheduler):
     def complete(self, step: Step, passes: int, now: float) -> None:
         if passes > 1:  # blocks for passes 2..K; safe_passes() guaranteed they are free
             assert self.pool.allocate(self.decode.new_blocks(passes, first=1))
-        for request, chunk in step.chunks:  # cache full prompt blocks before anyone frees them
-            if request.block_hashes and request.phase == Phase.PREFILL:
-                self._register_prefix(request, request.computed + chunk)
+        if self.policy.enable_prefix_caching:
+            for request, chunk in step.chunks:  # cache full prompt blocks before anyone frees them
+                if request.block_hashes and request.phase == Phase.PREFILL:
+                    self._register_prefix(request, request.computed + chunk)
         super().complete(step, passes, now)
 
     def _join(self, request: Request) -> None:
@@ -234,9 +239,11 @@ class PagedScheduler(Scheduler):
             held = _blocks(self.decode.stored_tokens(request), self.policy.block_size)
         else:
             held = request.blocks
-        keys = request.held_keys or []
-        self.pool.release(keys)
-        self.pool.free(held - len(keys))
+        keys = request.held_keys
+        if keys:
+            self.pool.release(keys)
+            held -= len(keys)
+        self.pool.free(held)
         request.held_keys = None
         request.blocks = 0
         self.running.pop(request.id, None)
