@@ -147,11 +147,17 @@ class Scheduler:
         """Whether any request is still inside."""
         return self.decode.num_seqs > 0 or self.pop_waiting() is not None
 
-    # applying a finished pass -----------------------------------------------------------------
-    def complete(self, step: Step, passes: int, now: float) -> None:
-        """Apply ``passes`` repetitions of ``step``, which ended at ``now``."""
+    def continue_decoding(self) -> bool:
+        """Whether the next pass is the decode set alone with nothing to decide (no prompt to
+        read, nobody waiting); if so, take what that pass needs. False sends the loop back to
+        :meth:`schedule` (the conservative default)."""
+        return False
+
+    # applying finished passes -----------------------------------------------------------------
+    def complete(self, step: Step, now: float) -> None:
+        """Apply one pass of ``step``, which ended at ``now``."""
         if step.decode:
-            self.decode.n += passes
+            self.decode.n += 1
             if step.num_decode_seqs:
                 self.last_decode_end = now
         for request, chunk in step.chunks:
@@ -160,6 +166,13 @@ class Scheduler:
             request.computed += chunk
             if request.computed >= request.prefill_target:
                 self._sample_after_prefill(request, now)
+        for request in self.decode.pop_due():
+            self._due(request, now)
+
+    def advance(self, passes: int, now: float) -> None:
+        """Apply ``passes`` passes of the decode set alone (a plain step), which ended at ``now``."""
+        self.decode.n += passes
+        self.last_decode_end = now
         for request in self.decode.pop_due():
             self._due(request, now)
 
@@ -221,6 +234,7 @@ class IterationServer:
         self, env: simpy.Environment, client: Client, recorder: Recorder
     ) -> Generator[simpy.Event, Any, None]:
         scheduler, cost, fast = self.scheduler, self.cost, self.fast
+        decode = scheduler.decode
         deadlines: list[tuple[float, int, Request]] = []
         last_decode_end = now = env.now
         while True:
@@ -236,56 +250,82 @@ class IterationServer:
                 yield env.timeout(max(wake - env.now, 0.0))
                 now = env.now
                 continue
-            passes = 1
-            d, context = step.num_decode_seqs, step.context_tokens
-            if step.plain:
-                line = self._line(d)
-                first = duration = line.at(context)
-                if fast:
+            if fast and step.plain:
+                # One run of decode passes, in pieces cut by member events and by the arrivals
+                # and timeouts that land in it. A piece whose events leave nothing to decide
+                # (a member finished, nobody is waiting) goes on into the next piece directly.
+                d, context = step.num_decode_seqs, step.context_tokens
+                while True:
+                    line = self._line(d)
                     passes = self._plain_passes(line, d, context, client, deadlines, now)
+                    duration = line.at(context)
                     if passes > 1:
                         duration += line.run_time(context + d, d, passes - 1)
-            else:
-                first = duration = cost.step_time(step.shape())
+                    end = now + duration
+                    if env.peek() < end:  # another process acts before this run ends: let SimPy run it
+                        yield env.timeout(end - env.now)
+                    # (otherwise nothing can observe the clock in between: keep it locally, exactly)
+                    recorder.now = end
+                    recorder.num_passes += passes
+                    recorder.busy_s += duration
+                    self._record_run(line, d, context, passes, now, last_decode_end, recorder)
+                    scheduler.joined.clear()
+                    scheduler.advance(passes, end)
+                    last_decode_end = now = end
+                    if (client.next_arrival_s() <= now or (deadlines and deadlines[0][0] <= now)
+                            or not decode.num_seqs or not scheduler.continue_decoding()):
+                        break
+                    d, context = decode.num_seqs, decode.context_tokens
+                continue
+            d = step.num_decode_seqs  # one pass: prompt chunks, or (reference mode) plain
+            duration = self._line(d).at(step.context_tokens) if step.plain else cost.step_time(step.shape())
             end = now + duration
-            if env.peek() < end:  # another process acts before this pass ends: let SimPy run it
+            if env.peek() < end:
                 yield env.timeout(end - env.now)
-            # (otherwise nothing can observe the clock in between: keep it locally, exactly)
             recorder.now = end
-            recorder.num_passes += passes
+            recorder.num_passes += 1
             recorder.busy_s += duration
             if step.decode:
                 if d:
-                    self._record_gaps(step, passes, now, first, last_decode_end, recorder)
+                    self._record_pass(d, end, last_decode_end, recorder)
                     last_decode_end = end
                 scheduler.joined.clear()
-            scheduler.complete(step, passes, end)
+            scheduler.complete(step, end)
             now = end
 
-    def _record_gaps(
-        self, step: Step, passes: int, start: float, first: float, last_end: float, recorder: Recorder
+    def _record_run(
+        self, line: DecodeLine, d: int, context: int, passes: int, start: float, last_end: float,
+        recorder: Recorder,
     ) -> None:
-        """Inter-token gaps of the decoding sequences over the passes just run from ``start``.
+        """Inter-token gaps of a run of ``passes`` plain passes from ``start``.
 
-        When every member's previous token came at ``start`` (the usual case), the gaps of a
-        plain run are its pass times, one or two line segments; otherwise the first pass's gap
-        is recorded on its own, and so is that of a member whose previous token came earlier.
+        When every member's previous token came at ``start`` (the usual case), the gaps are
+        the run's pass times: one or two line segments. Otherwise passes 2..K are, and the
+        first pass's gaps are recorded as those of a single pass.
         """
-        joined = [r for r in self.scheduler.joined if r.last_token_s != last_end and r.phase == Phase.DECODE]
-        d, context = step.num_decode_seqs, step.context_tokens
-        if step.plain and last_end == start and not joined:
-            line = self._line(d)
+        if last_end == start and not self._late_joiners(last_end):
             for begin, stop, p, q in line._segments(context, d, passes):
                 recorder.itl(line.c0 + p + q * begin, q, stop - begin, d)
             return
-        if passes > 1:  # gaps of passes 2..K follow the decode line
-            line = self._line(d)
+        if passes > 1:
             for begin, stop, p, q in line._segments(context + d, d, passes - 1):
                 recorder.itl(line.c0 + p + q * begin, q, stop - begin, d)
-        first_end = start + first
-        recorder.itl(first_end - last_end, 0.0, 1, d - len(joined))
+        self._record_pass(d, start + line.at(context), last_end, recorder)
+
+    def _record_pass(self, d: int, end: float, last_end: float, recorder: Recorder) -> None:
+        """Inter-token gaps of one pass ending at ``end`` for its ``d`` decoding sequences:
+        ``end - last_end``, except for members that joined since and whose previous token came
+        at another time (a prompt-only pass, or a decode set that was empty)."""
+        joined = self._late_joiners(last_end)
+        recorder.itl(end - last_end, 0.0, 1, d - len(joined))
         for request in joined:
-            recorder.itl(first_end - request.last_token_s, 0.0, 1, 1)
+            recorder.itl(end - request.last_token_s, 0.0, 1, 1)
+
+    def _late_joiners(self, last_end: float) -> list[Request]:
+        """Members that joined the decode set since its last pass, with a previous token at
+        another time than that pass's end (so their next gap is their own)."""
+        joined = self.scheduler.joined
+        return [r for r in joined if r.last_token_s != last_end and r.phase == Phase.DECODE] if joined else joined
 
     def _plain_passes(
         self, line: DecodeLine, num_seqs: int, context: int, client: Client,

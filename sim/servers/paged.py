@@ -67,14 +67,9 @@ class PagedScheduler(Scheduler):
 
     # the decision ---------------------------------------------------------------------------
     def schedule(self, now: float) -> Step | None:
-        self._preempted_now = False
         decode = self.decode
-        if not self.prefilling and not self.num_waiting and decode.num_seqs:
-            # the decode set alone, nobody to admit (the usual pass): only its blocks to take
-            need = decode.new_blocks(1)
-            if need <= self.pool.num_free:
-                self.pool.allocate(need)
-                return Step([], True, decode.num_seqs, decode.context_tokens)
+        if self.continue_decoding():  # the usual pass: the decode set alone, nobody to admit
+            return Step([], True, decode.num_seqs, decode.context_tokens)
         if self.policy.prefill_first:
             step = self._schedule_prefill_pass(now)
             if step is not None:
@@ -221,14 +216,28 @@ class PagedScheduler(Scheduler):
         request.held_keys = held
 
     # applying passes --------------------------------------------------------------------------
-    def complete(self, step: Step, passes: int, now: float) -> None:
-        if passes > 1:  # blocks for passes 2..K; safe_passes() guaranteed they are free
-            assert self.pool.allocate(self.decode.new_blocks(passes, first=1))
+    def complete(self, step: Step, now: float) -> None:
         if self.policy.enable_prefix_caching:
             for request, chunk in step.chunks:  # cache full prompt blocks before anyone frees them
                 if request.block_hashes and request.phase == Phase.PREFILL:
                     self._register_prefix(request, request.computed + chunk)
-        super().complete(step, passes, now)
+        super().complete(step, now)
+
+    def advance(self, passes: int, now: float) -> None:
+        if passes > 1:  # blocks for passes 2..K (the first pass took its own); safe_passes() saw they are free
+            assert self.pool.allocate(self.decode.new_blocks(passes, first=1))
+        super().advance(passes, now)
+
+    def continue_decoding(self) -> bool:
+        self._preempted_now = False
+        decode = self.decode
+        if self.prefilling or self.num_waiting or not decode.num_seqs:
+            return False
+        need = decode.new_blocks(1)
+        if need > self.pool.num_free:
+            return False  # schedule() preempts
+        self.pool.allocate(need)
+        return True
 
     def _join(self, request: Request) -> None:
         del self.prefilling[request.id]
