@@ -303,7 +303,7 @@ class IterationServer:
         the run's pass times: one or two line segments. Otherwise passes 2..K are, and the
         first pass's gaps are recorded as those of a single pass.
         """
-        if last_end == start and not self._late_joiners(last_end):
+        if last_end == start and not (self.scheduler.joined and self._late_joiners(last_end)):
             for begin, stop, p, q in line._segments(context, d, passes):
                 recorder.itl(line.c0 + p + q * begin, q, stop - begin, d)
             return
@@ -324,8 +324,7 @@ class IterationServer:
     def _late_joiners(self, last_end: float) -> list[Request]:
         """Members that joined the decode set since its last pass, with a previous token at
         another time than that pass's end (so their next gap is their own)."""
-        joined = self.scheduler.joined
-        return [r for r in joined if r.last_token_s != last_end and r.phase == Phase.DECODE] if joined else joined
+        return [r for r in self.scheduler.joined if r.last_token_s != last_end and r.phase == Phase.DECODE]
 
     def _plain_passes(
         self, line: DecodeLine, num_seqs: int, context: int, client: Client,
@@ -335,7 +334,7 @@ class IterationServer:
         scheduler has something to decide or an arrival (when it would be admitted) or a
         timeout has landed."""
         passes = self.scheduler.safe_passes(1 << 62)
-        event = self._next_deadline(deadlines)
+        event = self._next_deadline(deadlines) if deadlines else INF
         if self.scheduler.admits_arrivals():
             event = min(event, client.next_arrival_s())
         # an event after the last safe pass cannot cut the run: skip the search for its pass

@@ -67,10 +67,11 @@ class DecodeSet:
 
         The caller sets the request's new phase; its heap entry is stale from now on.
         """
-        request.generated = self.generated(request)
+        key = request.key
+        request.generated = key + self.n - request.prompt_tokens + request.discarded
         self.num_seqs -= 1
-        self.key_sum -= request.key
-        self._residue[request.key % self.block_size] -= 1
+        self.key_sum -= key
+        self._residue[key % self.block_size] -= 1
         request.heap_entry = 0
 
     def rekey(self, request: Request, new_key: int, event_at: int) -> None:
@@ -109,12 +110,15 @@ class DecodeSet:
     def pop_due(self) -> list[Request]:
         """Members whose event is due at the current pass count, in request-id order."""
         due = []
-        heap = self._heap
-        while True:
-            at = self.next_event_at()
-            if at is None or at > self.n:
-                return due
-            due.append(heapq.heappop(heap)[3])
+        heap, n = self._heap, self.n
+        while heap:
+            at, _, entry, request = heap[0]
+            if request.heap_entry == entry:  # (else a stale entry: drop it)
+                if at > n:
+                    break
+                due.append(request)
+            heapq.heappop(heap)
+        return due
 
     def new_blocks(self, passes: int, first: int = 0) -> int:
         """Blocks the members need for passes ``first .. passes-1`` from now.

@@ -244,8 +244,8 @@ class PagedScheduler(Scheduler):
         self.decode.add(request)
 
     def _release(self, request: Request) -> None:
-        if request.phase == Phase.DECODE:
-            held = _blocks(self.decode.stored_tokens(request), self.policy.block_size)
+        if request.phase == Phase.DECODE:  # (blocks of the tokens stored, in closed form)
+            held = -(-self.decode.stored_tokens(request) // self.policy.block_size)
         else:
             held = request.blocks
         keys = request.held_keys
