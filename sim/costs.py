@@ -60,10 +60,19 @@ class DecodeLine:
             total += n * p + q * (start + stop - 1) * n / 2
         return total + self.c0 * num_passes
 
-    def passes_to_reach(self, context_tokens: int, num_seqs: int, duration_s: float) -> int:
-        """Smallest K >= 1 whose run of K passes lasts at least ``duration_s``."""
+    def run_until(self, context_tokens: int, num_seqs: int, max_passes: int, duration_s: float) -> tuple[int, float]:
+        """(K, seconds) of the run of passes that stops at the first pass boundary at or after
+        ``duration_s`` (K >= 1), or after ``max_passes`` passes if that comes first."""
+        total = self.run_time(context_tokens, num_seqs, max_passes)
+        if total < duration_s:
+            return max_passes, total
+        passes, seconds = self.passes_to_reach(context_tokens, num_seqs, duration_s)
+        return (passes, seconds) if passes <= max_passes else (max_passes, total)
+
+    def passes_to_reach(self, context_tokens: int, num_seqs: int, duration_s: float) -> tuple[int, float]:
+        """Smallest K >= 1 whose run of K passes lasts at least ``duration_s``, and that run's time."""
         if duration_s <= 0:
-            return 1
+            return 1, self.run_time(context_tokens, num_seqs, 1)
         first = self.at(context_tokens)
         guess = max(1, math.ceil(duration_s / first))
         slope = max(self.b1, self.b2) * num_seqs
@@ -74,9 +83,9 @@ class DecodeLine:
         k = guess
         while k > 1 and self.run_time(context_tokens, num_seqs, k - 1) >= duration_s:
             k -= 1
-        while self.run_time(context_tokens, num_seqs, k) < duration_s:
+        while (total := self.run_time(context_tokens, num_seqs, k)) < duration_s:
             k += 1
-        return k
+        return k, total
 
     def _segments(
         self, context_tokens: int, num_seqs: int, num_passes: int

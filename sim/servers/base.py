@@ -257,10 +257,7 @@ class IterationServer:
                 d, context = step.num_decode_seqs, step.context_tokens
                 while True:
                     line = self._line(d)
-                    passes = self._plain_passes(line, d, context, client, deadlines, now)
-                    duration = line.at(context)
-                    if passes > 1:
-                        duration += line.run_time(context + d, d, passes - 1)
+                    passes, duration = self._plain_run(line, d, context, client, deadlines, now)
                     end = now + duration
                     if env.peek() < end:  # another process acts before this run ends: let SimPy run it
                         yield env.timeout(end - env.now)
@@ -326,21 +323,20 @@ class IterationServer:
         another time than that pass's end (so their next gap is their own)."""
         return [r for r in self.scheduler.joined if r.last_token_s != last_end and r.phase == Phase.DECODE]
 
-    def _plain_passes(
+    def _plain_run(
         self, line: DecodeLine, num_seqs: int, context: int, client: Client,
         deadlines: list[tuple[float, int, Request]], now: float,
-    ) -> int:
-        """Passes of a plain step to run in one jump: up to the first pass boundary at which the
-        scheduler has something to decide or an arrival (when it would be admitted) or a
-        timeout has landed."""
-        passes = self.scheduler.safe_passes(1 << 62)
+    ) -> tuple[int, float]:
+        """(passes, seconds) of a plain step run in one jump: up to the first pass boundary at
+        which the scheduler has something to decide or an arrival (when it would be admitted)
+        or a timeout has landed."""
+        scheduler = self.scheduler
         event = self._next_deadline(deadlines) if deadlines else INF
-        if self.scheduler.admits_arrivals():
-            event = min(event, client.next_arrival_s())
-        # an event after the last safe pass cannot cut the run: skip the search for its pass
-        if event < INF and line.run_time(context, num_seqs, passes) >= event - now:
-            passes = min(passes, line.passes_to_reach(context, num_seqs, event - now))
-        return max(1, passes)
+        if scheduler.admits_arrivals():
+            arrival = client.next_arrival_s()
+            event = arrival if arrival < event else event
+        passes = scheduler.safe_passes(1 << 62)
+        return line.run_until(context, num_seqs, passes if passes > 0 else 1, event - now)
 
     @staticmethod
     def _next_deadline(deadlines: list[tuple[float, int, Request]]) -> float:
