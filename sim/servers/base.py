@@ -313,7 +313,7 @@ class IterationServer:
         """Inter-token gaps of one pass ending at ``end`` for its ``d`` decoding sequences:
         ``end - last_end``, except for members that joined since and whose previous token came
         at another time (a prompt-only pass, or a decode set that was empty)."""
-        joined = self._late_joiners(last_end)
+        joined = self._late_joiners(last_end) if self.scheduler.joined else []
         recorder.itl(end - last_end, 0.0, 1, d - len(joined))
         for request in joined:
             recorder.itl(end - request.last_token_s, 0.0, 1, 1)
