@@ -60,7 +60,9 @@ class DecodeLine:
             total += n * p + q * (start + stop - 1) * n / 2
         return total + self.c0 * num_passes
 
-    def run_until(self, context_tokens: int, num_seqs: int, max_passes: int, duration_s: float) -> tuple[int, float]:
+    def run_until(
+        self, context_tokens: int, num_seqs: int, max_passes: int, duration_s: float
+    ) -> tuple[int, float]:
         """(K, seconds) of the run of passes that stops at the first pass boundary at or after
         ``duration_s`` (K >= 1), or after ``max_passes`` passes if that comes first."""
         total = self.run_time(context_tokens, num_seqs, max_passes)
@@ -69,8 +71,10 @@ class DecodeLine:
         passes, seconds = self.passes_to_reach(context_tokens, num_seqs, duration_s)
         return (passes, seconds) if passes <= max_passes else (max_passes, total)
 
-    def passes_to_reach(self, context_tokens: int, num_seqs: int, duration_s: float) -> tuple[int, float]:
-        """Smallest K >= 1 whose run of K passes lasts at least ``duration_s``, and that run's time."""
+    def passes_to_reach(
+        self, context_tokens: int, num_seqs: int, duration_s: float
+    ) -> tuple[int, float]:
+        """Smallest K >= 1 whose run of K passes lasts at least ``duration_s``, and its time."""
         if duration_s <= 0:
             return 1, self.run_time(context_tokens, num_seqs, 1)
         first = self.at(context_tokens)

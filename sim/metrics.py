@@ -50,7 +50,8 @@ class _SlopedCounter:
                  sloped: np.ndarray) -> None:
         rising = sloped & (slope > 0)
         falling = sloped & (slope < 0)
-        self.parts = [(g0[m], slope[m], count[m], weight[m], up) for m, up in ((rising, True), (falling, False))]
+        self.parts = [(g0[m], slope[m], count[m], weight[m], up)
+                      for m, up in ((rising, True), (falling, False))]
         self.size = sum(part[0].size for part in self.parts)
         self.buffer = np.empty(max(part[0].size for part in self.parts))
         self.low, self.high = math.inf, -math.inf  # the range of the gaps
@@ -85,11 +86,14 @@ CHUNK = 1 << 16
 """Segments per slice when summing over all of them: temporaries stay small at any run size."""
 
 
-def _moments(g0: np.ndarray, slope: np.ndarray, count: np.ndarray, weight: np.ndarray) -> tuple[float, float, float]:
+def _moments(
+    g0: np.ndarray, slope: np.ndarray, count: np.ndarray, weight: np.ndarray
+) -> tuple[float, float, float]:
     """(tokens, mean gap, gap variance) of the segments, summed slice by slice."""
     def total(term: Callable[..., np.ndarray]) -> float:
-        return math.fsum(float(np.sum(term(g0[i:i + CHUNK], slope[i:i + CHUNK], count[i:i + CHUNK], weight[i:i + CHUNK])))
-                         for i in range(0, g0.size, CHUNK))
+        parts = (term(*(column[i:i + CHUNK] for column in (g0, slope, count, weight)))
+                 for i in range(0, g0.size, CHUNK))
+        return math.fsum(float(np.sum(part)) for part in parts)
 
     n = total(lambda g, s, c, w: w * c)
     mean = total(lambda g, s, c, w: w * (c * g + s * c * (c - 1) / 2)) / n
@@ -171,8 +175,9 @@ def summarize(rec: Recorder, warmup: int, slo: dict[str, float] | None = None) -
     first, t0, t1 = window(rec, warmup)
     t, g0, slope, count, weight = rec.itl_columns()
     keep = (t >= t0) & (t <= t1)
-    itl = itl_stats(*(column[keep].astype(float) for column in (g0, slope, count, weight)))  # before the
-    del keep  # per-request arrays below: the peak memory of the two does not add up
+    # first, so that its temporaries and the per-request arrays below are not alive together
+    itl = itl_stats(*(column[keep].astype(float) for column in (g0, slope, count, weight)))
+    del keep
     counted = rec.arrival_s[:n] >= t0
     done = counted & (status == Status.COMPLETED)
     span = max(t1 - t0, 1e-12)

@@ -170,7 +170,7 @@ class Scheduler:
             self._due(request, now)
 
     def advance(self, passes: int, now: float) -> None:
-        """Apply ``passes`` passes of the decode set alone (a plain step), which ended at ``now``."""
+        """Apply ``passes`` passes of the decode set alone (plain steps) that ended at ``now``."""
         self.decode.n += passes
         self.last_decode_end = now
         for request in self.decode.pop_due():
@@ -259,7 +259,7 @@ class IterationServer:
                     line = self._line(d)
                     passes, duration = self._plain_run(line, d, context, client, deadlines, now)
                     end = now + duration
-                    if env.peek() < end:  # another process acts before this run ends: let SimPy run it
+                    if env.peek() < end:  # another process acts first: let SimPy run it
                         yield env.timeout(end - env.now)
                     # (otherwise nothing can observe the clock in between: keep it locally, exactly)
                     recorder.now = end

@@ -138,7 +138,7 @@ class DecodeSet:
         return full * self.num_seqs + sum(residue[: top + 1]) + sum(residue[low + bs :])
 
     def passes_within_blocks(self, free_blocks: int, first: int = 1, at_most: int = 1 << 62) -> int:
-        """Largest K in [first, at_most] such that passes ``first .. K-1`` need at most ``free_blocks``.
+        """Largest K in [first, at_most] whose passes ``first .. K-1`` need at most ``free_blocks``.
 
         Every ``block_size`` passes each member needs exactly one block, so whole cycles cost
         ``num_seqs`` blocks each; within the last cycle a prefix sum over the residues says

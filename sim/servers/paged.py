@@ -224,7 +224,7 @@ class PagedScheduler(Scheduler):
         super().complete(step, now)
 
     def advance(self, passes: int, now: float) -> None:
-        if passes > 1:  # blocks for passes 2..K (the first pass took its own); safe_passes() saw they are free
+        if passes > 1:  # blocks of passes 2..K (the first took its own); safe_passes() saw them free
             assert self.pool.allocate(self.decode.new_blocks(passes, first=1))
         super().advance(passes, now)
 
