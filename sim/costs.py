@@ -13,7 +13,7 @@ and invert that sum to find the pass during which a future arrival lands.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sim.shapes import BatchShape
@@ -36,23 +36,47 @@ class DecodeLine:
     b1: float
     a2: float
     b2: float
+    one: bool = field(init=False, repr=False, compare=False)
+    """Line 1 dominates at every context (a1 >= a2 and b1 >= b2): the common case, summed
+    without splitting the run (the arithmetic is the general path's, so the result is the same)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "one", self.a1 >= self.a2 and self.b1 >= self.b2)
 
     def at(self, context_tokens: float) -> float:
         """Seconds of one pass whose decoding sequences attend ``context_tokens`` in total."""
+        if self.one:
+            return self.c0 + (self.a1 + self.b1 * context_tokens)
         return self.c0 + max(self.a1 + self.b1 * context_tokens, self.a2 + self.b2 * context_tokens)
 
     def run_time(self, context_tokens: int, num_seqs: int, num_passes: int) -> float:
         """Sum of ``num_passes`` consecutive passes; the context grows by ``num_seqs`` per pass."""
+        if self.one:
+            p, q = self.a1 + self.b1 * context_tokens, self.b1 * num_seqs
+            return num_passes * p + q * (num_passes - 1) * num_passes / 2 + self.c0 * num_passes
         total = 0.0
         for start, stop, p, q in self._segments(context_tokens, num_seqs, num_passes):
             n = stop - start
             total += n * p + q * (start + stop - 1) * n / 2
         return total + self.c0 * num_passes
 
-    def passes_to_reach(self, context_tokens: int, num_seqs: int, duration_s: float) -> int:
-        """Smallest K >= 1 whose run of K passes lasts at least ``duration_s``."""
+    def run_until(
+        self, context_tokens: int, num_seqs: int, max_passes: int, duration_s: float
+    ) -> tuple[int, float]:
+        """(K, seconds) of the run of passes that stops at the first pass boundary at or after
+        ``duration_s`` (K >= 1), or after ``max_passes`` passes if that comes first."""
+        total = self.run_time(context_tokens, num_seqs, max_passes)
+        if total < duration_s:
+            return max_passes, total
+        passes, seconds = self.passes_to_reach(context_tokens, num_seqs, duration_s)
+        return (passes, seconds) if passes <= max_passes else (max_passes, total)
+
+    def passes_to_reach(
+        self, context_tokens: int, num_seqs: int, duration_s: float
+    ) -> tuple[int, float]:
+        """Smallest K >= 1 whose run of K passes lasts at least ``duration_s``, and its time."""
         if duration_s <= 0:
-            return 1
+            return 1, self.run_time(context_tokens, num_seqs, 1)
         first = self.at(context_tokens)
         guess = max(1, math.ceil(duration_s / first))
         slope = max(self.b1, self.b2) * num_seqs
@@ -63,15 +87,17 @@ class DecodeLine:
         k = guess
         while k > 1 and self.run_time(context_tokens, num_seqs, k - 1) >= duration_s:
             k -= 1
-        while self.run_time(context_tokens, num_seqs, k) < duration_s:
+        while (total := self.run_time(context_tokens, num_seqs, k)) < duration_s:
             k += 1
-        return k
+        return k, total
 
     def _segments(
         self, context_tokens: int, num_seqs: int, num_passes: int
     ) -> list[tuple[int, int, float, float]]:
         """Split passes [0, K) where the dominant line changes; each piece is p + q j."""
         p1, q1 = self.a1 + self.b1 * context_tokens, self.b1 * num_seqs
+        if self.one:
+            return [(0, num_passes, p1, q1)]
         p2, q2 = self.a2 + self.b2 * context_tokens, self.b2 * num_seqs
         first_is_1 = p1 >= p2
         lead, other = ((p1, q1), (p2, q2)) if first_is_1 else ((p2, q2), (p1, q1))

@@ -45,10 +45,11 @@ class BlockPool:
         """Take ``n`` blocks; False (and nothing taken) when fewer than ``n`` are free."""
         if n > self.num_free:
             return False
-        plain_free = self.num_free - len(self._evictable)
-        for _ in range(max(0, n - plain_free)):  # evict least recently freed cached blocks
-            key, _ = self._evictable.popitem(last=False)
-            del self._refs[key]
+        if self._evictable:
+            plain_free = self.num_free - len(self._evictable)
+            for _ in range(max(0, n - plain_free)):  # evict least recently freed cached blocks
+                key, _ = self._evictable.popitem(last=False)
+                del self._refs[key]
         self.num_free -= n
         return True
 

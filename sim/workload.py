@@ -235,14 +235,14 @@ def generate_workload(scenario: Scenario) -> Workload:
 def _request(workload: Workload, i: int, arrival_s: float, user: int = -1) -> Request:
     hashes = workload.block_hashes
     return Request(
-        id=i,
-        arrival_s=arrival_s,
-        prompt_tokens=int(workload.prompt_tokens[i]),
-        output_tokens=int(workload.output_tokens[i]),
-        deadline_s=arrival_s + workload.timeout_s,
-        user=user,
-        block_hashes=tuple(int(h) for h in hashes[i]) if hashes is not None else (),
-        hash_block_tokens=workload.hash_block_tokens,
+        i,
+        arrival_s,
+        workload.prompt_tokens.item(i),
+        workload.output_tokens.item(i),
+        arrival_s + workload.timeout_s,
+        user,
+        tuple(int(h) for h in hashes[i]) if hashes is not None else (),
+        workload.hash_block_tokens,
     )
 
 

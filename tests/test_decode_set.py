@@ -35,7 +35,9 @@ def test_block_counts_match_explicit_requests(bs, members, advance, free) -> Non
     def need(k0: int, k1: int) -> int:  # blocks for passes k0..k1-1, request by request
         return sum(_blocks(s + k1, bs) - _blocks(s + k0, bs) for s in stored)
 
-    assert ds.new_blocks(1) == need(0, 1)
-    assert ds.new_blocks(7, first=2) == need(2, 7)
+    for first, stop in ((0, 1), (2, 7), (1, advance + 1), (3, 3 + 2 * bs - 1), (5, 5)):
+        assert ds.new_blocks(stop, first) == need(first, stop)
     k = ds.passes_within_blocks(free, first=1)
     assert need(1, k) <= free < need(1, k + 1)
+    for cap in (1, k, k + 1, 2 * k + 3):  # a cap short-cuts the residue walk, never the answer
+        assert ds.passes_within_blocks(free, first=1, at_most=cap) == min(k, cap)

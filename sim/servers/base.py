@@ -129,10 +129,11 @@ class Scheduler:
         """Choose the next pass, or None when there is nothing to run."""
         raise NotImplementedError
 
-    def safe_passes(self) -> int:
-        """How many passes of the current plain step may run with no decision in between."""
+    def safe_passes(self, at_most: int) -> int:
+        """How many passes (``at_most`` at most) of the current plain step may run with no
+        decision in between."""
         at = self.decode.next_event_at()
-        return (1 << 62) if at is None else at - self.decode.n
+        return at_most if at is None else min(at_most, at - self.decode.n)
 
     def admits_arrivals(self) -> bool:
         """Whether an arrival now would change the next pass (False while capacity is full)."""
@@ -146,11 +147,17 @@ class Scheduler:
         """Whether any request is still inside."""
         return self.decode.num_seqs > 0 or self.pop_waiting() is not None
 
-    # applying a finished pass -----------------------------------------------------------------
-    def complete(self, step: Step, passes: int, now: float) -> None:
-        """Apply ``passes`` repetitions of ``step``, which ended at ``now``."""
+    def continue_decoding(self) -> bool:
+        """Whether the next pass is the decode set alone with nothing to decide (no prompt to
+        read, nobody waiting); if so, take what that pass needs. False sends the loop back to
+        :meth:`schedule` (the conservative default)."""
+        return False
+
+    # applying finished passes -----------------------------------------------------------------
+    def complete(self, step: Step, now: float) -> None:
+        """Apply one pass of ``step``, which ended at ``now``."""
         if step.decode:
-            self.decode.n += passes
+            self.decode.n += 1
             if step.num_decode_seqs:
                 self.last_decode_end = now
         for request, chunk in step.chunks:
@@ -159,6 +166,13 @@ class Scheduler:
             request.computed += chunk
             if request.computed >= request.prefill_target:
                 self._sample_after_prefill(request, now)
+        for request in self.decode.pop_due():
+            self._due(request, now)
+
+    def advance(self, passes: int, now: float) -> None:
+        """Apply ``passes`` passes of the decode set alone (plain steps) that ended at ``now``."""
+        self.decode.n += passes
+        self.last_decode_end = now
         for request in self.decode.pop_due():
             self._due(request, now)
 
@@ -220,6 +234,7 @@ class IterationServer:
         self, env: simpy.Environment, client: Client, recorder: Recorder
     ) -> Generator[simpy.Event, Any, None]:
         scheduler, cost, fast = self.scheduler, self.cost, self.fast
+        decode = scheduler.decode
         deadlines: list[tuple[float, int, Request]] = []
         last_decode_end = now = env.now
         while True:
@@ -235,53 +250,93 @@ class IterationServer:
                 yield env.timeout(max(wake - env.now, 0.0))
                 now = env.now
                 continue
-            passes = 1
-            d = step.num_decode_seqs
-            if step.plain:
-                line = self._line(d)
-                first = duration = line.at(step.context_tokens)
-                if fast:
-                    passes = self._plain_passes(step, line, client, deadlines, now)
-                    if passes > 1:
-                        duration += line.run_time(step.context_tokens + d, d, passes - 1)
-            else:
-                first = duration = cost.step_time(step.shape())
+            if fast and step.plain:
+                # One run of decode passes, in pieces cut by member events and by the arrivals
+                # and timeouts that land in it. A piece whose events leave nothing to decide
+                # (a member finished, nobody is waiting) goes on into the next piece directly.
+                d, context = step.num_decode_seqs, step.context_tokens
+                while True:
+                    line = self._line(d)
+                    passes, duration = self._plain_run(line, d, context, client, deadlines, now)
+                    end = now + duration
+                    if env.peek() < end:  # another process acts first: let SimPy run it
+                        yield env.timeout(end - env.now)
+                    # (otherwise nothing can observe the clock in between: keep it locally, exactly)
+                    recorder.now = end
+                    recorder.num_passes += passes
+                    recorder.busy_s += duration
+                    self._record_run(line, d, context, passes, now, last_decode_end, recorder)
+                    scheduler.joined.clear()
+                    scheduler.advance(passes, end)
+                    last_decode_end = now = end
+                    if (client.next_arrival_s() <= now or (deadlines and deadlines[0][0] <= now)
+                            or not decode.num_seqs or not scheduler.continue_decoding()):
+                        break
+                    d, context = decode.num_seqs, decode.context_tokens
+                continue
+            d = step.num_decode_seqs  # one pass: prompt chunks, or (reference mode) plain
+            duration = self._line(d).at(step.context_tokens) if step.plain else cost.step_time(step.shape())
             end = now + duration
-            if env.peek() < end:  # another process acts before this pass ends: let SimPy run it
+            if env.peek() < end:
                 yield env.timeout(end - env.now)
-            # (otherwise nothing can observe the clock in between: keep it locally, exactly)
-            recorder.now = now = end
-            recorder.num_passes += passes
+            recorder.now = end
+            recorder.num_passes += 1
             recorder.busy_s += duration
             if step.decode:
                 if d:
-                    self._record_gaps(step, passes, end - duration + first, last_decode_end, recorder)
+                    self._record_pass(d, end, last_decode_end, recorder)
                     last_decode_end = end
                 scheduler.joined.clear()
-            scheduler.complete(step, passes, end)
+            scheduler.complete(step, end)
+            now = end
 
-    def _record_gaps(self, step: Step, passes: int, first_end: float, last_end: float, recorder: Recorder) -> None:
-        """Inter-token gaps of the decoding sequences over the passes just run."""
-        joined = [r for r in self.scheduler.joined if r.last_token_s != last_end and r.phase == Phase.DECODE]
-        d = step.num_decode_seqs
-        if passes > 1:  # gaps of passes 2..K follow the decode line
-            line = self._line(d)
-            for start, stop, p, q in line._segments(step.context_tokens + d, d, passes - 1):
-                recorder.itl(line.c0 + p + q * start, q, stop - start, d)
-        recorder.itl(first_end - last_end, 0.0, 1, d - len(joined))
+    def _record_run(
+        self, line: DecodeLine, d: int, context: int, passes: int, start: float, last_end: float,
+        recorder: Recorder,
+    ) -> None:
+        """Inter-token gaps of a run of ``passes`` plain passes from ``start``.
+
+        When every member's previous token came at ``start`` (the usual case), the gaps are
+        the run's pass times: one or two line segments. Otherwise passes 2..K are, and the
+        first pass's gaps are recorded as those of a single pass.
+        """
+        if last_end == start and not (self.scheduler.joined and self._late_joiners(last_end)):
+            for begin, stop, p, q in line._segments(context, d, passes):
+                recorder.itl(line.c0 + p + q * begin, q, stop - begin, d)
+            return
+        if passes > 1:
+            for begin, stop, p, q in line._segments(context + d, d, passes - 1):
+                recorder.itl(line.c0 + p + q * begin, q, stop - begin, d)
+        self._record_pass(d, start + line.at(context), last_end, recorder)
+
+    def _record_pass(self, d: int, end: float, last_end: float, recorder: Recorder) -> None:
+        """Inter-token gaps of one pass ending at ``end`` for its ``d`` decoding sequences:
+        ``end - last_end``, except for members that joined since and whose previous token came
+        at another time (a prompt-only pass, or a decode set that was empty)."""
+        joined = self._late_joiners(last_end) if self.scheduler.joined else []
+        recorder.itl(end - last_end, 0.0, 1, d - len(joined))
         for request in joined:
-            recorder.itl(first_end - request.last_token_s, 0.0, 1, 1)
+            recorder.itl(end - request.last_token_s, 0.0, 1, 1)
 
-    def _plain_passes(
-        self, step: Step, line: DecodeLine, client: Client, deadlines: list[tuple[float, int, Request]], now: float
-    ) -> int:
-        passes = self.scheduler.safe_passes()
-        event = self._next_deadline(deadlines)
-        if self.scheduler.admits_arrivals():
-            event = min(event, client.next_arrival_s())
-        if event < INF:
-            passes = min(passes, line.passes_to_reach(step.context_tokens, step.num_decode_seqs, event - now))
-        return max(1, passes)
+    def _late_joiners(self, last_end: float) -> list[Request]:
+        """Members that joined the decode set since its last pass, with a previous token at
+        another time than that pass's end (so their next gap is their own)."""
+        return [r for r in self.scheduler.joined if r.last_token_s != last_end and r.phase == Phase.DECODE]
+
+    def _plain_run(
+        self, line: DecodeLine, num_seqs: int, context: int, client: Client,
+        deadlines: list[tuple[float, int, Request]], now: float,
+    ) -> tuple[int, float]:
+        """(passes, seconds) of a plain step run in one jump: up to the first pass boundary at
+        which the scheduler has something to decide or an arrival (when it would be admitted)
+        or a timeout has landed."""
+        scheduler = self.scheduler
+        event = self._next_deadline(deadlines) if deadlines else INF
+        if scheduler.admits_arrivals():
+            arrival = client.next_arrival_s()
+            event = arrival if arrival < event else event
+        passes = scheduler.safe_passes(1 << 62)
+        return line.run_until(context, num_seqs, passes if passes > 0 else 1, event - now)
 
     @staticmethod
     def _next_deadline(deadlines: list[tuple[float, int, Request]]) -> float:

@@ -67,10 +67,11 @@ class DecodeSet:
 
         The caller sets the request's new phase; its heap entry is stale from now on.
         """
-        request.generated = self.generated(request)
+        key = request.key
+        request.generated = key + self.n - request.prompt_tokens + request.discarded
         self.num_seqs -= 1
-        self.key_sum -= request.key
-        self._residue[request.key % self.block_size] -= 1
+        self.key_sum -= key
+        self._residue[key % self.block_size] -= 1
         request.heap_entry = 0
 
     def rekey(self, request: Request, new_key: int, event_at: int) -> None:
@@ -109,38 +110,49 @@ class DecodeSet:
     def pop_due(self) -> list[Request]:
         """Members whose event is due at the current pass count, in request-id order."""
         due = []
-        heap = self._heap
-        while True:
-            at = self.next_event_at()
-            if at is None or at > self.n:
-                return due
-            due.append(heapq.heappop(heap)[3])
+        heap, n = self._heap, self.n
+        while heap:
+            at, _, entry, request = heap[0]
+            if request.heap_entry == entry:  # (else a stale entry: drop it)
+                if at > n:
+                    break
+                due.append(request)
+            heapq.heappop(heap)
+        return due
 
     def new_blocks(self, passes: int, first: int = 0) -> int:
-        """Blocks the members need for passes ``first .. passes-1`` from now."""
+        """Blocks the members need for passes ``first .. passes-1`` from now.
+
+        Whole cycles of ``block_size`` passes cost one block per member; the passes left over
+        read a window of consecutive residues (backwards, wrapping round), summed as slices.
+        """
         bs = self.block_size
         if bs == 1:
             return self.num_seqs * (passes - first)
         full, rest = divmod(passes - first, bs)
-        total = full * self.num_seqs
         residue = self._residue
-        for j in range(first, first + rest):
-            total += residue[(1 - self.n - j) % bs]
-        return total
+        top = (1 - self.n - first) % bs  # residue needing a block in pass ``first``
+        low = top - rest + 1
+        if low >= 0:
+            return full * self.num_seqs + sum(residue[low : top + 1])
+        return full * self.num_seqs + sum(residue[: top + 1]) + sum(residue[low + bs :])
 
-    def passes_within_blocks(self, free_blocks: int, first: int = 1) -> int:
-        """Largest K >= first such that passes ``first .. K-1`` need at most ``free_blocks``.
+    def passes_within_blocks(self, free_blocks: int, first: int = 1, at_most: int = 1 << 62) -> int:
+        """Largest K in [first, at_most] whose passes ``first .. K-1`` need at most ``free_blocks``.
 
         Every ``block_size`` passes each member needs exactly one block, so whole cycles cost
         ``num_seqs`` blocks each; within the last cycle a prefix sum over the residues says
-        how far the rest goes.
+        how far the rest goes. When the whole cycles alone reach ``at_most`` (blocks are
+        plentiful, the usual case) the residues are not looked at.
         """
         if self.num_seqs == 0:
-            return 1 << 62
+            return at_most
         bs = self.block_size
         cycles, rest = divmod(free_blocks, self.num_seqs)
         if bs == 1:
-            return first + cycles
+            return min(at_most, first + cycles)
+        if first + cycles * bs >= at_most:
+            return at_most
         residue, start = self._residue, 1 - self.n - first
         prefix = list(accumulate(residue[(start - j) % bs] for j in range(bs)))
-        return first + cycles * bs + bisect_right(prefix, rest)
+        return min(at_most, first + cycles * bs + bisect_right(prefix, rest))

@@ -67,7 +67,9 @@ class PagedScheduler(Scheduler):
 
     # the decision ---------------------------------------------------------------------------
     def schedule(self, now: float) -> Step | None:
-        self._preempted_now = False
+        decode = self.decode
+        if self.continue_decoding():  # the usual pass: the decode set alone, nobody to admit
+            return Step([], True, decode.num_seqs, decode.context_tokens)
         if self.policy.prefill_first:
             step = self._schedule_prefill_pass(now)
             if step is not None:
@@ -79,7 +81,6 @@ class PagedScheduler(Scheduler):
             budget = self._schedule_running(chunks, self.policy.max_num_batched_tokens)
             if not self._preempted_now:
                 self._schedule_waiting(chunks, budget, now)
-        decode = self.decode
         if not chunks and decode.num_seqs == 0:
             return None
         return Step(chunks, True, decode.num_seqs, decode.context_tokens)
@@ -205,8 +206,6 @@ class PagedScheduler(Scheduler):
 
     def _register_prefix(self, request: Request, computed: int) -> None:
         """Cache the prompt's full blocks once they are computed."""
-        if not self.policy.enable_prefix_caching:
-            return
         full = min(computed, request.prompt_tokens) // self.policy.block_size
         held = request.held_keys if request.held_keys is not None else []
         keys = self._prefix_keys(request, full)
@@ -217,37 +216,54 @@ class PagedScheduler(Scheduler):
         request.held_keys = held
 
     # applying passes --------------------------------------------------------------------------
-    def complete(self, step: Step, passes: int, now: float) -> None:
-        if passes > 1:  # blocks for passes 2..K; safe_passes() guaranteed they are free
+    def complete(self, step: Step, now: float) -> None:
+        if self.policy.enable_prefix_caching:
+            for request, chunk in step.chunks:  # cache full prompt blocks before anyone frees them
+                if request.block_hashes and request.phase == Phase.PREFILL:
+                    self._register_prefix(request, request.computed + chunk)
+        super().complete(step, now)
+
+    def advance(self, passes: int, now: float) -> None:
+        if passes > 1:  # blocks of passes 2..K (the first took its own); safe_passes() saw them free
             assert self.pool.allocate(self.decode.new_blocks(passes, first=1))
-        for request, chunk in step.chunks:  # cache full prompt blocks before anyone frees them
-            if request.block_hashes and request.phase == Phase.PREFILL:
-                self._register_prefix(request, request.computed + chunk)
-        super().complete(step, passes, now)
+        super().advance(passes, now)
+
+    def continue_decoding(self) -> bool:
+        self._preempted_now = False
+        decode = self.decode
+        if self.prefilling or self.num_waiting or not decode.num_seqs:
+            return False
+        need = decode.new_blocks(1)
+        if need > self.pool.num_free:
+            return False  # schedule() preempts
+        self.pool.allocate(need)
+        return True
 
     def _join(self, request: Request) -> None:
         del self.prefilling[request.id]
         self.decode.add(request)
 
     def _release(self, request: Request) -> None:
-        if request.phase == Phase.DECODE:
-            held = _blocks(self.decode.stored_tokens(request), self.policy.block_size)
+        if request.phase == Phase.DECODE:  # (blocks of the tokens stored, in closed form)
+            held = -(-self.decode.stored_tokens(request) // self.policy.block_size)
         else:
             held = request.blocks
-        keys = request.held_keys or []
-        self.pool.release(keys)
-        self.pool.free(held - len(keys))
+        keys = request.held_keys
+        if keys:
+            self.pool.release(keys)
+            held -= len(keys)
+        self.pool.free(held)
         request.held_keys = None
         request.blocks = 0
         self.running.pop(request.id, None)
         self.prefilling.pop(request.id, None)
         super()._release(request)
 
-    def safe_passes(self) -> int:
+    def safe_passes(self, at_most: int) -> int:
         if self._preempted_now:  # admissions resume at the next pass: decide it afresh
             return 1
-        passes = super().safe_passes()
-        return min(passes, self.decode.passes_within_blocks(self.pool.num_free, first=1))
+        passes = super().safe_passes(at_most)
+        return self.decode.passes_within_blocks(self.pool.num_free, first=1, at_most=passes)
 
     def admits_arrivals(self) -> bool:
         return len(self.running) < self.policy.max_num_seqs and self.num_waiting == 0

@@ -193,8 +193,8 @@ class SlotScheduler(Scheduler):
             self.cancel(request, now, Status.CANCELLED)
         return False
 
-    def safe_passes(self) -> int:
-        passes = super().safe_passes()
+    def safe_passes(self, at_most: int) -> int:
+        passes = super().safe_passes(at_most)
         if self.policy.unified and self.decode.num_seqs:
             passes = min(passes, max(1, self._pool_free() // self.decode.num_seqs))
         return passes
@@ -206,9 +206,15 @@ class SlotScheduler(Scheduler):
         return bool(self.prompting) or super().has_work()
 
     # applying passes ---------------------------------------------------------------------------
-    def complete(self, step: Step, passes: int, now: float) -> None:
+    def continue_decoding(self) -> bool:
+        if self.prompting or self.num_waiting:
+            return False
+        # a unified pool too full for the next pass makes schedule() fail every slot
+        return not self.policy.unified or self._pool_free() >= self.decode.num_seqs
+
+    def complete(self, step: Step, now: float) -> None:
         self.pool_used += sum(chunk for _, chunk in step.chunks)
-        super().complete(step, passes, now)
+        super().complete(step, now)
 
     def _join(self, request: Request) -> None:
         self.prompting.remove(request)
