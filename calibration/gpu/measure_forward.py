@@ -32,7 +32,6 @@ import argparse
 import csv
 import datetime as dt
 import json
-import math
 import platform
 import sys
 import time
@@ -92,9 +91,9 @@ class Model:
         self.embed = w(vocab, h)
         self.lm_head = self.embed if cfg.get("tie_word_embeddings") else w(vocab, h)
         self.layers = [
-            dict(n1=torch.ones(h, dtype=dtype, device=device), qkv=w(h, (nh + 2 * nkv) * d),
-                 o=w(nh * d, h), n2=torch.ones(h, dtype=dtype, device=device),
-                 gu=w(h, 2 * ff), down=w(ff, h))
+            {"n1": torch.ones(h, dtype=dtype, device=device), "qkv": w(h, (nh + 2 * nkv) * d),
+                 "o": w(nh * d, h), "n2": torch.ones(h, dtype=dtype, device=device),
+                 "gu": w(h, 2 * ff), "down": w(ff, h)}
             for _ in range(layers)
         ]
         self.norm = torch.ones(h, dtype=dtype, device=device)
@@ -302,7 +301,7 @@ def main() -> int:
                 ids = torch.randint(0, cfg["vocab_size"], (p * n + b,), device=args.device)
                 best = None
                 for attn in (("sdpa", "bmm") if b else ("sdpa",)):
-                    def fn(attn=attn):
+                    def fn(attn=attn, ids=ids, p=p, n=n, b=b, ctx=ctx):
                         with torch.no_grad():
                             return model.forward(ids, p, n, b, ctx, attn)
                     if cuda:
@@ -315,16 +314,16 @@ def main() -> int:
                         best = (med, lo, hi, attn, fn)
                 med, lo, hi, attn, fn = best
                 eager = time_eager(torch, fn, 3) if cuda else med
-                row = dict(suite=suite, prefill_tokens=p * n, num_prefill_seqs=n, prefill_context_tokens=0,
-                           decode_seqs=b, context_tokens=b * ctx, step_s=f"{med:.6e}", step_min_s=f"{lo:.6e}",
-                           step_max_s=f"{hi:.6e}", eager_s=f"{eager:.6e}", decode_attention=attn if b else "",
-                           num_steps=args.reps)
+                row = {"suite": suite, "prefill_tokens": p * n, "num_prefill_seqs": n, "prefill_context_tokens": 0,
+                           "decode_seqs": b, "context_tokens": b * ctx, "step_s": f"{med:.6e}", "step_min_s": f"{lo:.6e}",
+                           "step_max_s": f"{hi:.6e}", "eager_s": f"{eager:.6e}", "decode_attention": attn if b else "",
+                           "num_steps": args.reps}
                 wr.writerow(row)
                 f.flush()
                 rows.append(row)
                 print(f"{suite:14s} p={p:6d} n={n:3d} b={b:4d} ctx={ctx:6d}  {med * 1e3:9.3f} ms "
                       f"[{lo * 1e3:.3f}-{hi * 1e3:.3f}] eager {eager * 1e3:9.3f} ms  {attn}", flush=True)
-            except Exception:  # one failing shape must not lose the others
+            except Exception:  # noqa: BLE001 -- one failing shape must not lose the others
                 traceback.print_exc()
             finally:
                 if cuda:

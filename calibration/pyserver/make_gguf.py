@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import gguf
 import numpy as np
-
 
 _RANGES = ((0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0x3400, 0x4DBF), (0x20000, 0x2A6DF))
 FIRST_NORMAL = 3
@@ -36,7 +36,7 @@ def piece(token_id: int) -> str:
 
 
 def main(config_path: str, out_path: str) -> None:
-    cfg = json.load(open(config_path))
+    cfg = json.loads(Path(config_path).read_text())
     h, ff, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     nh, nkv, hd, vocab = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], cfg["vocab_size"]
     rng = np.random.default_rng(0)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ctypes
 import json
 import os
 import platform
@@ -37,7 +36,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_gguf import piece  # noqa: E402
+from make_gguf import piece
 
 WORKLOADS = ((32, 128), (512, 16), (256, 64))
 """(prompt tokens, output tokens): none is the validation runs' (128, 64)."""
@@ -141,7 +140,7 @@ def main() -> int:
     server = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", args.model, "--n_threads", str(args.threads),
          "--n_threads_batch", str(args.threads), "--n_ctx", "2048", "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=open(out / "server.log", "w"))
+        stdout=subprocess.DEVNULL, stderr=(out / "server.log").open("w"))
     rows, summary = [], {}
     try:
         for _ in range(120):
@@ -183,7 +182,7 @@ def main() -> int:
         wr.writerows(rows)
     info = {
         "llama_cpp_python": llama_cpp.__version__, "python": sys.version.split()[0],
-        "platform": platform.platform(), "cpu": platform.processor() or open("/proc/cpuinfo").read().split(
+        "platform": platform.platform(), "cpu": platform.processor() or Path("/proc/cpuinfo").read_text().split(
             "model name")[1].split("\n")[0].strip(": "), "cores": os.cpu_count(), "threads": args.threads,
         "loadavg_end": os.getloadavg(), "date": time.strftime("%Y-%m-%d"),
         "command": "python " + " ".join(sys.argv),
