@@ -31,16 +31,6 @@ class BlockPool:
         self.num_hit_blocks = 0
         self.num_queried_blocks = 0
 
-    @property
-    def usage(self) -> float:
-        """Fraction of blocks that are held (evictable cached blocks count as free)."""
-        return 1.0 - self.num_free / self.num_blocks
-
-    @property
-    def num_cached(self) -> int:
-        """Blocks that carry a prefix hash (held or evictable)."""
-        return len(self._refs)
-
     def allocate(self, n: int) -> bool:
         """Take ``n`` blocks; False (and nothing taken) when fewer than ``n`` are free."""
         if n > self.num_free:

@@ -40,6 +40,8 @@ from make_gguf import piece
 
 WORKLOADS = ((32, 128), (512, 16), (256, 64))
 """(prompt tokens, output tokens): none is the validation runs' (128, 64)."""
+DECODE_CONTEXTS = (32, 256, 512)
+"""Contexts at which raw decode passes are timed; each workload uses the nearest to its mean."""
 
 
 def free_port() -> int:
@@ -94,7 +96,7 @@ def raw_passes(model: str, threads: int, reps: int) -> dict:
                 ll.llama_memory_clear(mem, True)
                 times.append(decode(prompt_ids(p, r), all_logits))
             out[f"prompt_{p}{'_all_logits' if all_logits else ''}_s"] = statistics.median(times)
-    for ctx_len in (32, 256, 512):
+    for ctx_len in DECODE_CONTEXTS:
         ll.llama_memory_clear(mem, True)
         decode(prompt_ids(ctx_len, 99))
         times = [decode([400 + i], past=ctx_len + i) for i in range(64)]
@@ -167,7 +169,7 @@ def main() -> int:
                 "raw_prompt_s": raw[f"prompt_{p}_s"],
                 "raw_prompt_all_logits_s": raw[f"prompt_{p}_all_logits_s"],
             }
-            near = min((32, 256, 512), key=lambda c: abs(c - p - n / 2))
+            near = min(DECODE_CONTEXTS, key=lambda c: abs(c - p - n / 2))
             summary[f"p{p}_o{n}"]["raw_decode_s"] = raw[f"decode_at_{near}_s"]
             summary[f"p{p}_o{n}"]["token_overhead_s"] = statistics.median(tpots) - raw[f"decode_at_{near}_s"]
             summary[f"p{p}_o{n}"]["request_overhead_s"] = (

@@ -129,11 +129,10 @@ class Scheduler:
         """Choose the next pass, or None when there is nothing to run."""
         raise NotImplementedError
 
-    def safe_passes(self, at_most: int) -> int:
-        """How many passes (``at_most`` at most) of the current plain step may run with no
-        decision in between."""
+    def safe_passes(self) -> int:
+        """How many passes of the current plain step may run with no decision in between."""
         at = self.decode.next_event_at()
-        return at_most if at is None else min(at_most, at - self.decode.n)
+        return (1 << 62) if at is None else at - self.decode.n
 
     def admits_arrivals(self) -> bool:
         """Whether an arrival now would change the next pass (False while capacity is full)."""
@@ -335,7 +334,7 @@ class IterationServer:
         if scheduler.admits_arrivals():
             arrival = client.next_arrival_s()
             event = arrival if arrival < event else event
-        passes = scheduler.safe_passes(1 << 62)
+        passes = scheduler.safe_passes()
         return line.run_until(context, num_seqs, passes if passes > 0 else 1, event - now)
 
     @staticmethod

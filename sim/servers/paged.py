@@ -259,10 +259,10 @@ class PagedScheduler(Scheduler):
         self.prefilling.pop(request.id, None)
         super()._release(request)
 
-    def safe_passes(self, at_most: int) -> int:
+    def safe_passes(self) -> int:
         if self._preempted_now:  # admissions resume at the next pass: decide it afresh
             return 1
-        passes = super().safe_passes(at_most)
+        passes = super().safe_passes()
         return self.decode.passes_within_blocks(self.pool.num_free, first=1, at_most=passes)
 
     def admits_arrivals(self) -> bool:

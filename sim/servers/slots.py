@@ -193,8 +193,8 @@ class SlotScheduler(Scheduler):
             self.cancel(request, now, Status.CANCELLED)
         return False
 
-    def safe_passes(self, at_most: int) -> int:
-        passes = super().safe_passes(at_most)
+    def safe_passes(self) -> int:
+        passes = super().safe_passes()
         if self.policy.unified and self.decode.num_seqs:
             passes = min(passes, max(1, self._pool_free() // self.decode.num_seqs))
         return passes
