@@ -3,9 +3,15 @@ PY ?= .venv/bin/python
 
 .PHONY: venv seed test test-all bench validate calibrate check clean
 
-venv:
+# The compiled core (mypyc, see setup.py) is rebuilt when one of its sources changes.
+CORE_SOURCES := $(shell python3 -c "import runpy; print(' '.join(m.replace('.', '/') + '.py' for m in runpy.run_path('sim/_core.py')['COMPILED']))")
+
+venv: .venv/.installed
+
+.venv/.installed: pyproject.toml setup.py sim/_core.py $(CORE_SOURCES)
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
 
 seed: venv       ## the seed benchmark: table + plots in results/seed
 	.venv/bin/servesim run scenarios/seed_benchmark.yaml --out results/seed

@@ -19,6 +19,13 @@ Usage::
     python bench/speed.py --requests 1000000 --all     # ... plus the three architectures @ 10k
     python bench/speed.py --reference                  # also the one-pass-at-a-time mode (fast=False)
     python bench/speed.py --profile                    # cProfile of paged_batching @ 10k (top 25 by tottime)
+    python bench/speed.py --pure                       # the same cases on the pure-Python core
+    python bench/speed.py --seed-benchmark             # only the seed benchmark (in-process and command)
+
+Every line says which core ran (``core``: ``compiled`` with mypyc, or ``pure`` Python; see
+``sim/_core.py``). The default list ends with the seed benchmark: its 12 points simulated in a
+fresh interpreter, and the whole ``servesim run scenarios/seed_benchmark.yaml --out DIR`` command
+(imports, table, result files and plots included), best of three.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ SERVERS: dict[str, dict[str, Any]] = {
 }
 CONCURRENCY = {"paged_batching": 256, "serial_decode": 4, "single_queue": 4}
 """Closed-loop users of the saturation run: the requests the server can run at once."""
+
+SEED_SCENARIO = REPO / "scenarios" / "seed_benchmark.yaml"
+PURE_ENV = "SERVESIM_PURE_PYTHON"
 
 ARCH_REQUESTS = 10_000
 DEFAULT_SIZES = (10_000, 100_000)
@@ -122,8 +132,11 @@ def _reset_peak_rss() -> bool:
 
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one case in this process and return its figures."""
+    if spec["architecture"] == "seed_benchmark":
+        return run_seed(spec)
     import numpy as np
 
+    import sim
     from sim.metrics import summarize
     from sim.scenario import parse_scenario
     from sim.simulation import resolve_servers, run_server
@@ -159,6 +172,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "architecture": arch,
         "requests": requests,
         "fast": fast,
+        "core": "compiled" if sim.CORE.compiled else "pure",
         "simulated_s": round(float(finish.max()) if finish.size else 0.0, 3),
         "wall_s": round(wall, 3),
         "requests_per_wall_s": round(requests / wall, 1),
@@ -184,17 +198,43 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_in_subprocess(spec: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+def run_seed(spec: dict[str, Any]) -> dict[str, Any]:
+    """The seed benchmark: its points simulated in this (fresh) process, then the whole command."""
+    import tempfile
+
+    import sim
+    from sim.scenario import load_scenario
+
+    t0 = time.perf_counter()
+    results = sim.run(load_scenario(SEED_SCENARIO))  # profiles and catalog loaded inside
+    simulate = time.perf_counter() - t0
+    command = []
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as out:
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "sim.cli", "run", str(SEED_SCENARIO), "--out", out],
+                           check=True, capture_output=True, cwd=REPO)
+            command.append(round(time.perf_counter() - t, 3))
+    return {
+        "case": spec["case"], "architecture": "seed_benchmark", "fast": True,
+        "core": "compiled" if sim.CORE.compiled else "pure",
+        "points": len(results), "requests": sum(r.recorder.num_arrived for r in results),
+        "simulate_s": round(simulate, 3), "command_s": command, "command_best_s": min(command),
+    }
+
+
+def run_in_subprocess(spec: dict[str, Any], timeout: float | None, pure: bool = False) -> dict[str, Any]:
     """Re-invoke this script with ``--one`` so that the case's peak RSS is its own."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", json.dumps(spec)]
+    env = {**os.environ, PURE_ENV: "1"} if pure else None
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False)
     except subprocess.TimeoutExpired:
-        return {"case": spec["case"], "architecture": spec["architecture"], "requests": spec["requests"],
-                "fast": spec["fast"], "error": f"timed out after {timeout} s"}
+        return {"case": spec["case"], "architecture": spec["architecture"], "requests": spec.get("requests"),
+                "fast": spec.get("fast"), "error": f"timed out after {timeout} s"}
     if proc.returncode != 0:
-        return {"case": spec["case"], "architecture": spec["architecture"], "requests": spec["requests"],
-                "fast": spec["fast"], "error": proc.stderr.strip().splitlines()[-1:] or [f"rc {proc.returncode}"]}
+        return {"case": spec["case"], "architecture": spec["architecture"], "requests": spec.get("requests"),
+                "fast": spec.get("fast"), "error": proc.stderr.strip().splitlines()[-1:] or [f"rc {proc.returncode}"]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -238,8 +278,12 @@ def host_info() -> dict[str, Any]:
 def readable(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{r['case']:<28} ERROR {r['error']}"
+    if r["architecture"] == "seed_benchmark":
+        return (f"{r['case']:<28} {r['core']:<8} {r['points']} points, {r['requests']} requests: simulated in "
+                f"{r['simulate_s']:.2f}s; `servesim run ... --out` {r['command_best_s']:.2f}s "
+                f"(best of {r['command_s']})")
     return (
-        f"{r['case']:<28} {'fast' if r['fast'] else 'ref '} n={r['requests']:<8} "
+        f"{r['case']:<28} {r['core']:<8} {'fast' if r['fast'] else 'ref '} n={r['requests']:<8} "
         f"sim={r['simulated_s']:>10.0f}s wall={r['wall_s']:>8.2f}s "
         f"{r['requests_per_wall_s']:>9.0f} req/s  peak={r['peak_rss_mb']:>7.1f}MB "
         f"{r['bytes_per_request']:>7.0f} B/req  rate={r['rate_per_s']:.3f}/s "
@@ -294,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-requests", type=int, default=2000, help="requests of the closed-loop saturation run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=None, help="seconds allowed per case subprocess")
+    ap.add_argument("--pure", action="store_true", help=f"run the cases on the pure-Python core ({PURE_ENV}=1)")
+    ap.add_argument("--seed-benchmark", action="store_true", help="only the seed benchmark case")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -325,20 +371,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
-    for arch, n in case_list(args):
+    suffix = "/pure" if args.pure else ""
+    cases = [] if args.seed_benchmark else case_list(args)
+    for arch, n in cases:
         c = calibration(arch)
         modes = [True] + ([False] if args.reference and n <= args.reference_max else [])
         if args.reference and n > args.reference_max:
             info(f"# {arch}/{_size_label(n)}: no reference run (above --reference-max {args.reference_max})")
         for fast in modes:
             spec = {
-                "case": f"{arch}/{_size_label(n)}" + ("" if fast else "/reference"),
+                "case": f"{arch}/{_size_label(n)}" + ("" if fast else "/reference") + suffix,
                 "architecture": arch, "requests": n, "fast": fast, "seed": args.seed, "load": args.load,
                 "rate_per_s": args.load * c["saturation_rps"], "saturation_rps": c["saturation_rps"],
             }
-            row = run_in_subprocess(spec, args.timeout)
+            row = run_in_subprocess(spec, args.timeout, args.pure)
             rows.append(row)
             print(json.dumps(row) if args.json else readable(row), flush=True)
+    if args.seed_benchmark or args.requests is None or args.all:
+        spec = {"case": "seed_benchmark" + suffix, "architecture": "seed_benchmark"}
+        row = run_in_subprocess(spec, args.timeout, args.pure)
+        print(json.dumps(row) if args.json else readable(row), flush=True)
     if args.reference and not args.json:
         fast_rows = {(r["architecture"], r["requests"]): r for r in rows if r.get("fast") and "error" not in r}
         for r in rows:

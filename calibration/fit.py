@@ -690,7 +690,7 @@ def _code_hash() -> str:
     parts = [
         FIT_VERSION,
         Path(__file__).read_text(),
-        Path(inspect.getfile(_costs_module)).read_text(),
+        Path(_costs_module.__file__).with_name("costs.py").read_text(),  # (the source, when compiled)
         inspect.getsource(_engines.build_cost),
         inspect.getsource(_engines._weights_read_per_pass),  # noqa: SLF001 - the simulator's formula
     ]

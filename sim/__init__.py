@@ -2,7 +2,17 @@
 
 >>> from sim import load_scenario, run
 >>> results = run(load_scenario("scenarios/seed_benchmark.yaml"))  # doctest: +SKIP
+
+``sim.CORE`` says whether the hot modules run compiled (mypyc) or as pure Python (see
+``sim/_core.py``); results are the same either way.
 """
+
+from sim import _core
+
+CORE = _core.select()
+"""Which core this process runs (decided before the hot modules are imported)."""
+
+# (the core must be chosen before the modules below are imported)
 
 from sim.costs import ConstantStepCost, DecodeLine, LinearStepCost, RooflineStepCost, StepCost
 from sim.metrics import summarize
@@ -12,6 +22,7 @@ from sim.simulation import PointResult, run, run_server
 from sim.workload import Workload, generate_workload
 
 __all__ = [
+    "CORE",
     "BatchShape",
     "ConstantStepCost",
     "DecodeLine",

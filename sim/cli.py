@@ -235,6 +235,10 @@ _register_calibration(app)
 
 def main() -> None:
     """Entry point of the ``servesim`` command."""
+    from sim import CORE
+
+    if "changed since" in CORE.reason:  # an edited checkout: say why it runs at half speed
+        err_console.print(f"[dim]note: {CORE.reason}[/dim]")
     try:
         app()
     except KeyboardInterrupt:

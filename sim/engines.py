@@ -328,7 +328,7 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
         watermark_blocks=0 if v1 else max(1, num_blocks // 100),
     )
     cost, profile = build_cost(spec, "vllm", model, hardware, fmt, kv, 1 << 30)
-    notes = {
+    notes: dict[str, object] = {
         "engine_version": "V1" if v1 else "V0", "num_kv_blocks": num_blocks, "kv_capacity_tokens": capacity,
         "max_num_seqs": max_seqs, "max_num_batched_tokens": max_tokens, "max_model_len": max_len,
     }
@@ -347,9 +347,17 @@ def _resolve_paged(spec: PagedBatchingSpec, model: ModelSpec, hardware: Hardware
         if free <= 0:
             raise EngineError(f"server {spec.label!r}: no memory left for KV; set num_kv_blocks or use larger hardware")
         num_blocks = int(free // (kv * spec.block_size))
+    capacity = num_blocks * spec.block_size
+    if spec.max_model_len is not None and spec.max_model_len > capacity:
+        raise EngineError(
+            f"server {spec.label!r}: the KV cache holds {capacity} tokens, fewer than max_model_len="
+            f"{spec.max_model_len} (one full-length request); set max_model_len <= {capacity} or raise num_kv_blocks"
+        )
+    # (a request the pool cannot hold whole could never finish: refused like one over max_model_len)
+    max_len = spec.max_model_len or min(model.max_position_embeddings, capacity)
     policy = PagedPolicy(
         num_blocks=num_blocks, block_size=spec.block_size, max_num_seqs=spec.max_num_seqs,
-        max_num_batched_tokens=spec.max_num_batched_tokens, max_model_len=spec.max_model_len or (1 << 30),
+        max_num_batched_tokens=spec.max_num_batched_tokens, max_model_len=max_len,
         enable_chunked_prefill=spec.enable_chunked_prefill, enable_prefix_caching=spec.enable_prefix_caching,
         prefill_first=spec.prefill_first,
     )

@@ -1,7 +1,7 @@
 """Plots of results: each function takes result rows and returns the Axes it drew on.
 
-matplotlib is imported here only, so the simulator core stays light. Nothing calls
-``plt.show()`` or sets global style.
+matplotlib is imported here only, so the simulator core stays light. Figures are made with
+:class:`matplotlib.figure.Figure` and drawn by the Agg canvas: no pyplot, no global state.
 """
 
 from __future__ import annotations
@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 __all__ = ["plot_metric", "save_standard_plots"]
 
@@ -27,7 +25,10 @@ LABELS = {
 
 def plot_metric(rows: Sequence[dict[str, Any]], metric: str, sweep_path: str | None, ax: Axes | None = None) -> Axes:
     """One line per server: ``metric`` against the sweep value (bars when there is no sweep)."""
-    ax = ax if ax is not None else plt.figure(figsize=(6.4, 4.2)).add_subplot()
+    if ax is None:
+        fig = Figure(figsize=(6.4, 4.2))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
     servers = list(dict.fromkeys(r["server"] for r in rows))
     if sweep_path:
         for server in servers:
@@ -64,6 +65,5 @@ def save_standard_plots(
         path = out_dir / f"{metric}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         paths.append(str(path))
     return paths

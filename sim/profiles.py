@@ -101,7 +101,7 @@ def _profile_files() -> list[Path]:
 @lru_cache(maxsize=8)
 def load_profiles(extra: tuple[str, ...] = ()) -> tuple[CostProfile, ...]:
     """All shipped profiles, plus those in ``extra`` files."""
-    profiles = []
+    profiles: list[CostProfile] = []
     for path in [*_profile_files(), *(Path(p) for p in extra)]:
         data = yaml.load(path.read_text(), Loader=_YAML_LOADER)
         entries = data if isinstance(data, list) else data.get("profiles", [data])

@@ -19,6 +19,18 @@ class Recorder:
     fast-forwarded run of decode passes is one or two segments, whatever its length.
     """
 
+    arrival_s: np.ndarray
+    started_s: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    generated: np.ndarray
+    status: np.ndarray
+    cached_tokens: np.ndarray
+    num_preemptions: np.ndarray
+    capacity: int
+
     def __init__(self, capacity: int) -> None:
         self._grow_to(capacity, fresh=True)
         self.num_arrived = 0

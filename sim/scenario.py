@@ -507,7 +507,8 @@ class PagedBatchingSpec(ServerCommon):
     gpu_memory_utilization: float = Field(gt=0, le=1, default=0.9)
     """Fraction of memory for weights + activations + KV when num_kv_blocks is not given."""
     max_model_len: int | None = Field(ge=16, default=None)
-    """Longest prompt + output accepted."""
+    """Longest prompt + output accepted (longer requests get HTTP 400); at most the KV capacity.
+    Default: the model's context length or the KV capacity, whichever is smaller."""
     enable_prefix_caching: bool = False
     """Reuse cached prompt blocks by hash."""
     enable_chunked_prefill: bool = True

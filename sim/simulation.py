@@ -9,10 +9,18 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sim.catalog import CatalogError, HardwareSpec, ModelSpec, get_hardware, get_model, model_from_hf_config
+from sim.catalog import (
+    CatalogError,
+    HardwareSpec,
+    ModelSpec,
+    get_hardware,
+    get_model,
+    model_from_hf_config,
+)
 from sim.engines import EngineError, ResolvedServer, resolve_server
 from sim.metrics import summarize
 from sim.recorder import Recorder
+from sim.requests import Status
 from sim.scenario import HfConfigModel, Scenario, ScenarioError, with_override
 from sim.servers.base import IterationServer
 from sim.servers.paged import PagedPolicy, PagedScheduler
@@ -93,6 +101,14 @@ def simulate(scenario: Scenario, resolved: ResolvedServer, workload: Workload, *
     server.start(env, client, recorder)
     env.run()
     recorder.trim()
+    stuck = np.flatnonzero(recorder.status == Status.IN_FLIGHT)
+    if stuck.size:  # nothing left to happen, yet requests inside: they can never be served
+        i = int(stuck[0])
+        raise ScenarioError(
+            f"server {resolved.label!r}: {stuck.size} request(s) could never be served (the first: "
+            f"{int(recorder.prompt_tokens[i])} prompt + {int(recorder.output_tokens[i])} output tokens); "
+            "give the server more KV capacity or cap the request lengths"
+        )
     return recorder
 
 

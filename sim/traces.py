@@ -270,7 +270,7 @@ def _apply_transform(
         out = _take(out, np.arange(min(limit, len(out))))
     step = {"speedup": speedup, "window_s": window_s, "length_scale": length_scale,
             "max_context_tokens": max_context_tokens, "limit": limit}
-    done = tuple(trace.metadata.get("transforms", ()))  # type: ignore[arg-type]
+    done: tuple[object, ...] = tuple(trace.metadata.get("transforms", ()))  # type: ignore[arg-type]
     return replace(out, metadata={**out.metadata, "transforms": (*done, step)})
 
 

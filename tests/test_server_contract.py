@@ -118,3 +118,27 @@ def test_paged_pool_is_whole_again_after_the_run(blocks: int) -> None:
     pool = server.scheduler.pool
     assert pool.num_free == pool.num_blocks
     assert not server.scheduler.running and server.scheduler.decode.num_seqs == 0
+
+
+def test_a_paged_pool_refuses_requests_it_could_never_hold() -> None:
+    """A bare paged server's default max_model_len is its KV capacity (10 blocks x 4 = 40
+    tokens): longer requests get HTTP 400 at once instead of waiting forever at the queue head."""
+    sc = tiny_scenario(
+        {"kind": "paged_batching", "num_kv_blocks": 10, "block_size": 4}, step_s=None,
+        prompt={"kind": "uniform", "low": 8, "high": 60}, output={"kind": "uniform", "low": 1, "high": 20},
+        num_requests=100, arrival={"kind": "poisson", "rate_per_s": 5.0},
+    )
+    rec = run_server(sc).recorder
+    too_long = rec.prompt_tokens + rec.output_tokens > 40
+    assert too_long.any() and (~too_long).any()
+    assert np.all(rec.status[too_long] == Status.CANCELLED)
+    assert np.all(rec.status[~too_long] == Status.COMPLETED)
+
+
+def test_a_max_model_len_beyond_the_paged_pool_is_refused_like_vllm_refuses_to_start() -> None:
+    from sim.scenario import ScenarioError
+    from sim.simulation import resolve_servers
+
+    sc = tiny_scenario({"kind": "paged_batching", "num_kv_blocks": 10, "block_size": 4, "max_model_len": 64})
+    with pytest.raises(ScenarioError, match=r"holds 40 tokens.*max_model_len <= 40"):
+        resolve_servers(sc)
