@@ -1,7 +1,11 @@
 # Developers' single entry point; CI runs `.ci/run`, which installs fresh and runs `make`'s test command.
 PY ?= .venv/bin/python
 
-.PHONY: venv seed test test-all bench validate calibrate check clean
+.PHONY: help venv seed test test-all bench validate calibrate check typecheck clean
+.DEFAULT_GOAL := help
+
+help:            ## list the targets
+	@grep -E '^[a-z-]+: .*## ' Makefile | sed -E 's/^([a-z-]+):[^#]*## (.*)/  make \1\t\2/' | expand -t 20
 
 # The compiled core (mypyc, see setup.py) is rebuilt when one of its sources changes.
 CORE_SOURCES := $(shell python3 -c "import runpy; print(' '.join(m.replace('.', '/') + '.py' for m in runpy.run_path('sim/_core.py')['COMPILED']))")
@@ -30,6 +34,10 @@ validate: venv   ## predicted vs measured on the validation cases
 
 calibrate: venv  ## refit cost profiles from calibration/data
 	$(PY) -m calibration fit
+
+typecheck: venv  ## mypy over the compiled core, as the mypyc build checks it
+	$(PY) -m pip install --quiet mypy types-PyYAML
+	$(PY) -m mypy --ignore-missing-imports --follow-imports=silent $(CORE_SOURCES)
 
 bench: venv      ## speed benchmark (prints JSON lines)
 	$(PY) bench/speed.py --json
