@@ -2,7 +2,7 @@
 
 Everything else about the package is declared in ``pyproject.toml``. The modules in
 ``sim/_core.py:COMPILED`` (the iteration loop, the schedulers, the decode set, the cost lines,
-the recorder) are ordinary Python; mypyc compiles the same files to C extensions, which run
+the recorder, the clients) are ordinary Python; mypyc compiles the same files to C extensions, which run
 the simulator about twice as fast with bit-identical results. When the compile cannot happen
 (no C compiler, mypy missing, a type error, ``SERVESIM_PURE_PYTHON=1`` at build time) the
 build says why and installs the pure-Python package, which works the same, only slower.

@@ -104,10 +104,6 @@ class _SourceFirst:
 def select() -> CoreInfo:
     """Decide once per process, before the compiled modules are imported (``sim/__init__``)."""
     info = decide()
-    already = [m for m in COMPILED if m in sys.modules]
-    if already:  # decided before (a re-import): report what is actually loaded
-        loaded = not str(getattr(sys.modules[already[0]], "__file__", "")).endswith(".py")
-        return CoreInfo(loaded, info.reason if loaded == info.compiled else "decided earlier")
     if not info.compiled and not any(isinstance(f, _SourceFirst) for f in sys.meta_path):
         sys.meta_path.insert(0, _SourceFirst())
     return info

@@ -279,6 +279,15 @@ def _activation_bytes(model: ModelSpec, tokens: int, seqs: int) -> float:
     return tokens * per_token + 2 * seqs * model.vocab_size * 4
 
 
+def _check_one_request_fits(label: str, capacity: int, max_len: int, knob: str) -> None:
+    """vLLM refuses to start when one request of ``max_model_len`` tokens cannot fit in its KV cache."""
+    if capacity < max_len:
+        raise EngineError(
+            f"server {label!r}: the KV cache holds {capacity} tokens, fewer than max_model_len={max_len} "
+            f"(one full-length request); set max_model_len <= {capacity} or raise {knob}"
+        )
+
+
 def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     fmt = _format_for(spec, "vllm")
     v = _version(spec.version)
@@ -311,11 +320,7 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
             )
         num_blocks = int((budget - non_kv) // (kv * spec.block_size))
     capacity = num_blocks * spec.block_size
-    if capacity < max_len:
-        raise EngineError(
-            f"server {spec.label!r}: the KV cache holds {capacity} tokens, fewer than max_model_len={max_len} "
-            f"(one full-length request); set max_model_len <= {capacity} or raise gpu_memory_utilization"
-        )
+    _check_one_request_fits(spec.label, capacity, max_len, "gpu_memory_utilization")
     policy = PagedPolicy(
         num_blocks=num_blocks,
         block_size=spec.block_size,
@@ -348,13 +353,10 @@ def _resolve_paged(spec: PagedBatchingSpec, model: ModelSpec, hardware: Hardware
             raise EngineError(f"server {spec.label!r}: no memory left for KV; set num_kv_blocks or use larger hardware")
         num_blocks = int(free // (kv * spec.block_size))
     capacity = num_blocks * spec.block_size
-    if spec.max_model_len is not None and spec.max_model_len > capacity:
-        raise EngineError(
-            f"server {spec.label!r}: the KV cache holds {capacity} tokens, fewer than max_model_len="
-            f"{spec.max_model_len} (one full-length request); set max_model_len <= {capacity} or raise num_kv_blocks"
-        )
-    # (a request the pool cannot hold whole could never finish: refused like one over max_model_len)
+    # (a request the pool cannot hold whole could never finish: by default refused like one over
+    # max_model_len; an explicit max_model_len must fit, as vLLM checks at start-up)
     max_len = spec.max_model_len or min(model.max_position_embeddings, capacity)
+    _check_one_request_fits(spec.label, capacity, max_len, "num_kv_blocks")
     policy = PagedPolicy(
         num_blocks=num_blocks, block_size=spec.block_size, max_num_seqs=spec.max_num_seqs,
         max_num_batched_tokens=spec.max_num_batched_tokens, max_model_len=max_len,
