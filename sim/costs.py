@@ -5,6 +5,10 @@ A pass is described by a :class:`~sim.shapes.BatchShape`. Every cost model also 
 
     t(C) = c0 + max(a1 + b1*C, a2 + b2*C)             (a :class:`DecodeLine`)
 
+(for the per-kernel roofline, ``c0`` holds the overheads and the GEMMs, which do not depend on
+``C``, and the two lines are the attention's KV traffic and its arithmetic; for the whole-pass
+roofline, the two lines are all memory traffic and all arithmetic)
+
 so that the iteration loop can sum a run of ``K`` decode passes, whose context grows by ``D``
 each pass, in closed form (the step time grows with the context, so the sum is not a product),
 and invert that sum to find the pass during which a future arrival lands.
@@ -165,16 +169,27 @@ class LinearStepCost:
 class RooflineStepCost:
     """Roofline pass time from model shape x hardware x weight format x engine efficiencies.
 
-    ``t = step_overhead * passes + seq_overhead * seqs + max(t_memory, t_compute)`` where
+    Four times make a pass:
 
-    * ``t_memory``: weight bytes read once per physical pass (``ceil(tokens / max_pass_tokens)``
-      passes, the ubatch of llama.cpp) plus KV bytes read by attention and written for the new
-      tokens, at ``bandwidth_efficiency`` of peak bandwidth;
-    * ``t_compute``: GEMM FLOPs (2 x layer weights x tokens + 2 x lm-head x sampled sequences, or
-      x every prompt token with ``lm_head_on_every_prompt_token``) at
-      ``compute_efficiency`` of the format's tensor peak, plus attention FLOPs
-      (4 x layers x heads x head_dim per query-key pair) at ``attention_efficiency`` of the
-      16-bit peak.
+    * GEMM memory: weight bytes read once per physical pass (``ceil(tokens / max_pass_tokens)``
+      passes, the ubatch of llama.cpp) at ``bandwidth_efficiency`` of peak bandwidth;
+    * GEMM compute: 2 x layer weights x tokens + 2 x lm-head x sampled sequences (or x every
+      prompt token with ``lm_head_on_every_prompt_token``) FLOPs at ``compute_efficiency`` of
+      the format's tensor peak;
+    * attention memory: KV bytes read by attention and written for the new tokens, at
+      ``bandwidth_efficiency``;
+    * attention compute: 4 x layers x heads x head_dim FLOPs per query-key pair at
+      ``attention_efficiency`` of the 16-bit peak.
+
+    With ``per_kernel`` (GPUs), ``t = overheads + max(GEMM memory, GEMM compute) + max(attention
+    memory, attention compute)``: the weight GEMMs and the attention kernels run one after the
+    other, each bound by its own roofline. Without it (CPUs), ``t = overheads + max(memory,
+    compute)`` over the whole pass. On the H100/H200 measurements the whole-pass form
+    under-priced the mixed passes of chunked prefill (compute-bound GEMMs beside KV-bound decode
+    attention) by up to 34 % and fitted Llama-2-7B with 1.06 of the datasheet bandwidth; per
+    kernel, every GPU group fits better with physical parameters. On the CPU measurements the
+    per-kernel form fits no better and drives bandwidth to its bound (``docs/calibration.md``).
+    ``overheads = step_overhead * passes + seq_overhead * seqs``.
     """
 
     weight_bytes_per_pass: float
@@ -191,6 +206,9 @@ class RooflineStepCost:
     lm_head_on_every_prompt_token: bool = False
     """The LM head runs on every prompt token, not only on the last one of each prompt (logits
     for all positions: llama-cpp-python's server, whose ``logits_all`` defaults to True)."""
+    per_kernel: bool = True
+    """GEMMs and attention priced by separate rooflines and summed (GPUs); False: one roofline
+    over the whole pass (CPUs)."""
 
     def step_time(self, shape: BatchShape) -> float:
         tokens = shape.num_tokens
@@ -199,22 +217,30 @@ class RooflineStepCost:
         if self.lm_head_on_every_prompt_token:
             logits += shape.num_prefill_tokens - shape.num_prefill_seqs
         passes = max(1, -(-tokens // self.max_pass_tokens))
+        bw = self.bandwidth_bytes_per_s
         kv_tokens = shape.num_context_tokens + shape.prefill_context_tokens + tokens
-        memory_s = (
-            self.weight_bytes_per_pass * passes + self.kv_bytes_per_token * kv_tokens
-        ) / self.bandwidth_bytes_per_s
         pairs = shape.num_context_tokens + shape.prefill_attention_pairs
-        compute_s = (
-            2.0 * (self.layer_matmul_params * tokens + self.lm_head_params * logits)
-        ) / self.gemm_flops_per_s + self.attention_flops_per_pair * pairs / self.attention_flops_per_s
-        return self.step_overhead_s * passes + self.seq_overhead_s * seqs + max(memory_s, compute_s)
+        gemm_memory = self.weight_bytes_per_pass * passes / bw
+        gemm_compute = 2.0 * (self.layer_matmul_params * tokens + self.lm_head_params * logits) / self.gemm_flops_per_s
+        attention_memory = self.kv_bytes_per_token * kv_tokens / bw
+        attention_compute = self.attention_flops_per_pair * pairs / self.attention_flops_per_s
+        if self.per_kernel:
+            busy = max(gemm_memory, gemm_compute) + max(attention_memory, attention_compute)
+        else:
+            busy = max(gemm_memory + attention_memory, gemm_compute + attention_compute)
+        return self.step_overhead_s * passes + self.seq_overhead_s * seqs + busy
 
     def decode_line(self, num_seqs: int) -> DecodeLine:
         passes = max(1, -(-num_seqs // self.max_pass_tokens))
         bw = self.bandwidth_bytes_per_s
         c0 = self.step_overhead_s * passes + self.seq_overhead_s * num_seqs
-        a1 = (self.weight_bytes_per_pass * passes + self.kv_bytes_per_token * num_seqs) / bw
+        gemm_memory = self.weight_bytes_per_pass * passes / bw
+        gemm_compute = 2.0 * (self.layer_matmul_params + self.lm_head_params) * num_seqs / self.gemm_flops_per_s
+        # attention against the context C: memory a + b1 C (the new tokens' KV is written too),
+        # compute b2 C
+        a = self.kv_bytes_per_token * num_seqs / bw
         b1 = self.kv_bytes_per_token / bw
-        a2 = 2.0 * (self.layer_matmul_params + self.lm_head_params) * num_seqs / self.gemm_flops_per_s
         b2 = self.attention_flops_per_pair / self.attention_flops_per_s
-        return DecodeLine(c0, a1, b1, a2, b2)
+        if self.per_kernel:
+            return DecodeLine(c0 + max(gemm_memory, gemm_compute), a, b1, 0.0, b2)
+        return DecodeLine(c0, gemm_memory + a, b1, gemm_compute, b2)

@@ -135,6 +135,7 @@ def build_cost(
                 seq_overhead_s=p.seq_overhead_s,
                 max_pass_tokens=max_pass_tokens,
                 lm_head_on_every_prompt_token=getattr(spec, "logits_all", False),
+                per_kernel=hardware.kind != "cpu",
             ), profile
         case _:
             assert_never(cost)
