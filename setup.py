@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import runpy
 import sys
 import traceback
@@ -26,14 +25,11 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
-CORE = runpy.run_path(str(ROOT / "sim" / "_core.py"))
+CORE = runpy.run_path(str(ROOT / "sim" / "_core.py"))  # (the same rules the import applies)
 COMPILED: tuple[str, ...] = CORE["COMPILED"]
 MANIFEST: str = CORE["MANIFEST"]
 PURE_ENV: str = CORE["PURE_ENV"]
-
-
-def _source(module: str) -> Path:
-    return ROOT.joinpath(*module.split(".")).with_suffix(".py")
+_source = CORE["_source"]  # "sim.servers.base" -> ROOT/sim/servers/base.py
 
 
 def _say(message: str) -> None:
@@ -56,7 +52,7 @@ class BuildCore(build_ext):
         super().finalize_options()
 
     def _mypyc_extensions(self) -> list[Extension]:
-        if os.environ.get(PURE_ENV, "").strip() not in ("", "0"):
+        if CORE["pure_requested"]():
             _say(f"{PURE_ENV} is set: installing the pure-Python core")
             return []
         try:

@@ -66,9 +66,14 @@ def _has_extension(source: Path) -> bool:
                for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
+def pure_requested(environ: Mapping[str, str] = os.environ) -> bool:
+    """``SERVESIM_PURE_PYTHON`` set to anything but empty or 0 (read at build and at import)."""
+    return environ.get(PURE_ENV, "").strip() not in ("", "0")
+
+
 def decide(package_dir: Path = _PACKAGE_DIR, environ: Mapping[str, str] = os.environ) -> CoreInfo:
     """Whether the compiled extensions in ``package_dir`` may be used (see the module doc)."""
-    if environ.get(PURE_ENV, "").strip() not in ("", "0"):
+    if pure_requested(environ):
         return CoreInfo(False, f"{PURE_ENV} is set")
     manifest = package_dir / Path(MANIFEST).name
     if not manifest.exists():

@@ -217,12 +217,10 @@ class RooflineStepCost:
         if self.lm_head_on_every_prompt_token:
             logits += shape.num_prefill_tokens - shape.num_prefill_seqs
         passes = max(1, -(-tokens // self.max_pass_tokens))
-        bw = self.bandwidth_bytes_per_s
         kv_tokens = shape.num_context_tokens + shape.prefill_context_tokens + tokens
         pairs = shape.num_context_tokens + shape.prefill_attention_pairs
-        gemm_memory = self.weight_bytes_per_pass * passes / bw
-        gemm_compute = 2.0 * (self.layer_matmul_params * tokens + self.lm_head_params * logits) / self.gemm_flops_per_s
-        attention_memory = self.kv_bytes_per_token * kv_tokens / bw
+        gemm_memory, gemm_compute = self._gemm_times(tokens, logits, passes)
+        attention_memory = self.kv_bytes_per_token * kv_tokens / self.bandwidth_bytes_per_s
         attention_compute = self.attention_flops_per_pair * pairs / self.attention_flops_per_s
         if self.per_kernel:
             busy = max(gemm_memory, gemm_compute) + max(attention_memory, attention_compute)
@@ -230,12 +228,18 @@ class RooflineStepCost:
             busy = max(gemm_memory + attention_memory, gemm_compute + attention_compute)
         return self.step_overhead_s * passes + self.seq_overhead_s * seqs + busy
 
+    def _gemm_times(self, tokens: int, logits: int, passes: int) -> tuple[float, float]:
+        """(memory, compute) seconds of the weight GEMMs: weights read once per physical pass;
+        2 FLOPs per weight per token, and per LM-head weight per sampled position."""
+        memory = self.weight_bytes_per_pass * passes / self.bandwidth_bytes_per_s
+        compute = 2.0 * (self.layer_matmul_params * tokens + self.lm_head_params * logits) / self.gemm_flops_per_s
+        return memory, compute
+
     def decode_line(self, num_seqs: int) -> DecodeLine:
         passes = max(1, -(-num_seqs // self.max_pass_tokens))
         bw = self.bandwidth_bytes_per_s
         c0 = self.step_overhead_s * passes + self.seq_overhead_s * num_seqs
-        gemm_memory = self.weight_bytes_per_pass * passes / bw
-        gemm_compute = 2.0 * (self.layer_matmul_params + self.lm_head_params) * num_seqs / self.gemm_flops_per_s
+        gemm_memory, gemm_compute = self._gemm_times(num_seqs, num_seqs, passes)
         # attention against the context C: memory a + b1 C (the new tokens' KV is written too),
         # compute b2 C
         a = self.kv_bytes_per_token * num_seqs / bw
