@@ -140,7 +140,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     from sim.metrics import summarize
     from sim.scenario import parse_scenario
     from sim.simulation import resolve_servers, run_server
-    from sim.workload import generate_workload
+    from sim.simulation import scenario_workload
 
     arch, requests, fast = spec["architecture"], spec["requests"], spec["fast"]
     arrival = {"kind": "poisson", "rate_per_s": spec["rate_per_s"]}
@@ -152,7 +152,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    workload = generate_workload(scenario)
+    workload = scenario_workload(scenario)
     t1 = time.perf_counter()
     result = run_server(scenario, 0, fast=fast, workload=workload)
     t2 = time.perf_counter()
@@ -299,13 +299,13 @@ def profile(args: argparse.Namespace, calib: dict[str, Any]) -> None:
 
     from sim.scenario import parse_scenario
     from sim.simulation import resolve_servers, run_server
-    from sim.workload import generate_workload
+    from sim.simulation import scenario_workload
 
     arch = args.profile_arch
     rate = args.load * calib["saturation_rps"]
     scenario = parse_scenario(scenario_data(arch, {"kind": "poisson", "rate_per_s": rate}, ARCH_REQUESTS, args.seed))
     resolve_servers(scenario)
-    workload = generate_workload(scenario)
+    workload = scenario_workload(scenario)
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()

@@ -11,6 +11,8 @@ from calibration.measurements import (
     ServerSummaryRow,
     StepMeasurement,
     file_provenance,
+)
+from calibration.readers import (
     load_manifest,
     load_measurements,
     read_batched_bench,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from sim.cli_calibration import register
+from sim.cli.calibrate import register
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="servesim calibration: fit cost profiles, run validation cases.")

@@ -64,10 +64,12 @@ from calibration.measurements import (
     MeasurementError,
     StepMeasurement,
     file_sha256,
+    repo_relative,
+)
+from calibration.readers import (
     load_measurements,
     read_published_latency,
     read_published_steps,
-    repo_relative,
 )
 from sim import costs as _costs_module
 from sim import engines as _engines
@@ -337,7 +339,7 @@ def load_points(paths: Iterable[str | Path] = DEFAULT_INPUTS) -> LoadedInputs:
 
     A ``manifest.yaml`` gives its listed files; ``microbenchmarks.json`` gives the published step
     rows and the vLLM CI latency totals; any other file is read by
-    :func:`calibration.measurements.load_measurements` (which refuses validation data).
+    :func:`calibration.readers.load_measurements` (which refuses validation data).
     """
     groups: dict[GroupKey, list[Point]] = defaultdict(list)
     files: dict[str, str] = {}

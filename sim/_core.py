@@ -28,7 +28,7 @@ from pathlib import Path
 
 COMPILED = (
     "sim.requests",
-    "sim.clients",
+    "sim.workload.clients",
     "sim.shapes",
     "sim.costs",
     "sim.kv_cache",

@@ -9,26 +9,20 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sim.catalog import (
-    CatalogError,
-    HardwareSpec,
-    ModelSpec,
-    get_hardware,
-    get_model,
-    model_from_hf_config,
-)
+from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
 from sim.metrics import summarize
 from sim.recorder import Recorder
 from sim.requests import Status
-from sim.scenario import HfConfigModel, Scenario, ScenarioError, with_override
+from sim.scenario import Scenario, ScenarioError, with_override
 from sim.servers.base import IterationServer
 from sim.servers.paged import PagedPolicy, PagedScheduler
 from sim.servers.request_level import RequestLevelServer, service_distribution
 from sim.servers.slots import SlotPolicy, SlotScheduler
 from sim.workload import Workload, generate_workload, make_client
+from sim.workload.table import INF
 
-__all__ = ["PointResult", "resolve_hardware", "resolve_model", "run", "run_server", "sweep_scenarios"]
+__all__ = ["PointResult", "resolve_servers", "run", "run_server", "scenario_workload", "sweep_scenarios"]
 
 
 @dataclass
@@ -47,29 +41,19 @@ class PointResult:
         return {"server": self.server, "engine": self.engine, "sweep": self.sweep, **self.metrics}
 
 
-def resolve_model(scenario: Scenario) -> ModelSpec:
-    """The scenario's model, from the catalog or a Hugging Face config.json."""
-    try:
-        if isinstance(scenario.model, HfConfigModel):
-            return model_from_hf_config(scenario.resolve(scenario.model.hf_config), scenario.model.id)
-        return get_model(scenario.model)
-    except CatalogError as err:
-        raise ScenarioError(f"model: {err}") from None
-
-
-def resolve_hardware(scenario: Scenario) -> HardwareSpec:
-    """The scenario's hardware, from the catalog or an inline spec."""
-    try:
-        if isinstance(scenario.hardware, dict):
-            return HardwareSpec.model_validate(scenario.hardware)
-        return get_hardware(scenario.hardware)
-    except (CatalogError, ValueError) as err:
-        raise ScenarioError(f"hardware: {err}") from None
+def scenario_workload(scenario: Scenario) -> Workload:
+    """The requests of a scenario: its workload spec drawn from its seed."""
+    model = resolve_model(scenario.model, scenario.base_dir)
+    return generate_workload(
+        scenario.workload, scenario.seed, base_dir=scenario.base_dir,
+        model_context_tokens=model.max_position_embeddings,
+    )
 
 
 def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
     """Policies and cost models of every server (raises ScenarioError naming the server)."""
-    model, hardware = resolve_model(scenario), resolve_hardware(scenario)
+    model = resolve_model(scenario.model, scenario.base_dir)
+    hardware = resolve_hardware(scenario.hardware)
     out = []
     for i, spec in enumerate(scenario.servers):
         try:
@@ -96,7 +80,8 @@ def simulate(scenario: Scenario, resolved: ResolvedServer, workload: Workload, *
     """Replay ``workload`` through one server; returns its records."""
     env = simpy.Environment()
     recorder = Recorder(max(len(workload), 1))
-    client = make_client(scenario, workload)
+    w = scenario.workload
+    client = make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF)
     server = _build(resolved, workload, fast, scenario.seed)
     server.start(env, client, recorder)
     env.run()
@@ -123,7 +108,7 @@ def run_server(
 ) -> PointResult:
     """Run server ``index`` of the scenario."""
     resolved = resolve_servers(scenario)[index]
-    workload = workload if workload is not None else generate_workload(scenario)
+    workload = workload if workload is not None else scenario_workload(scenario)
     recorder = simulate(scenario, resolved, workload, fast=fast)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
@@ -148,7 +133,7 @@ def run(
     """Every server at every sweep value, on common random numbers."""
     results = []
     for point, sc in sweep_scenarios(scenario):
-        workload = generate_workload(sc)
+        workload = scenario_workload(sc)
         for i, spec in enumerate(sc.servers):
             results.append(run_server(sc, i, fast=fast, workload=workload, sweep=point))
             if progress:

@@ -39,7 +39,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sim.metrics import STATS
-from sim.scenario import ClosedLoopArrival, Scenario, ScenarioError, format_validation_error, parse_scenario
+from sim.scenario import (
+    ClosedLoopArrival,
+    Scenario,
+    ScenarioError,
+    format_validation_error,
+    parse_scenario,
+)
 
 __all__ = [
     "CASES_DIR",
@@ -134,7 +140,7 @@ class ValidationCase(_Spec):
     notes: str = ""
     """Assumptions: engine version preset, lengths, hardware variant, why the bounds are what they are."""
     scenario: dict[str, Any]
-    """A full scenario (sim/scenario.py); relative paths are resolved against the case file."""
+    """A full scenario (sim/scenario/); relative paths are resolved against the case file."""
     expect: list[Expectation] = Field(min_length=1)
     """Measured values to compare with."""
 

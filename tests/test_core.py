@@ -42,7 +42,7 @@ def test_pure_and_compiled_cores_give_identical_results(tmp_path: Path) -> None:
 
 
 def test_the_pure_core_is_loaded_from_source_when_asked() -> None:
-    code = "import sim, sim.servers.paged as p, sim.clients as c; print(sim.CORE.compiled, p.__file__, c.__file__)"
+    code = "import sim, sim.servers.paged as p, sim.workload.clients as c; print(sim.CORE.compiled, p.__file__, c.__file__)"
     env = {**os.environ, _core.PURE_ENV: "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     flag, *files = out.stdout.split()

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from sim import engines
-from sim.catalog.specs import get_format, get_hardware, get_model
+from sim.catalog import get_format, get_hardware, get_model
 from sim.costs import RooflineStepCost
 from sim.scenario import PagedBatchingSpec, RooflineCostSpec, SerialDecodeSpec
 from sim.shapes import BatchShape

@@ -14,8 +14,10 @@ import yaml
 
 from calibration.measurements import (
     DATA_DIR,
-    PUBLISHED_SKIPPED,
     MeasurementError,
+)
+from calibration.readers import (
+    PUBLISHED_SKIPPED,
     load_manifest,
     load_measurements,
     read_batched_bench,

@@ -100,8 +100,8 @@ def test_paged_pool_is_whole_again_after_the_run(blocks: int) -> None:
     import simpy
 
     from sim.recorder import Recorder
-    from sim.simulation import _build, resolve_servers
-    from sim.workload import generate_workload, make_client
+    from sim.simulation import _build, resolve_servers, scenario_workload
+    from sim.workload import make_client
 
     sc = tiny_scenario(
         {"kind": "paged_batching", "num_kv_blocks": blocks}, step_s=None, seed=3, hardware="rtx-4090",
@@ -110,10 +110,10 @@ def test_paged_pool_is_whole_again_after_the_run(blocks: int) -> None:
         output={"kind": "uniform", "low": 1, "high": 300},
     )
     resolved = resolve_servers(sc)[0]
-    workload = generate_workload(sc)
+    workload = scenario_workload(sc)
     env, rec = simpy.Environment(), Recorder(len(workload))
     server = _build(resolved, workload, True, sc.seed)
-    server.start(env, make_client(sc, workload), rec)
+    server.start(env, make_client(workload, sc.workload.num_requests), rec)
     env.run()
     pool = server.scheduler.pool
     assert pool.num_free == pool.num_blocks

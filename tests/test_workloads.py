@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from sim.scenario import load_scenario, parse_scenario, with_override
-from sim.simulation import run_server
-from sim.workload import generate_workload
+from sim.simulation import run_server, scenario_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "data" / "traces"
@@ -52,7 +51,7 @@ def test_azure_2024_layout_and_context_clipping(tmp_path: Path) -> None:
     path.write_text("\n".join(rows))
     arrival = {"kind": "trace", "path": str(path), "format": "azure2024", "max_context_tokens": "model"}
     sc = _scenario(arrival, [{"engine": "vllm", "max_model_len": 131072}], hardware="h100-sxm")
-    workload = generate_workload(sc)
+    workload = scenario_workload(sc)
     assert workload.arrival_s[-1] == pytest.approx(39.0)
     assert int((workload.prompt_tokens + workload.output_tokens).max()) == 131072  # clipped to the model
     assert run_server(sc).metrics["completed"] > 30
@@ -90,7 +89,7 @@ def test_real_bursty_trace_has_worse_tail_than_poisson_of_the_same_rate() -> Non
     # (prompt, output) rows: the bursts queue up behind each other.
     conv = str(TRACES / "azure_llm_2023/AzureLLMInferenceTrace_conv.csv")
     trace = _scenario({"kind": "trace", "path": conv}, [VLLM])
-    workload = generate_workload(trace)
+    workload = scenario_workload(trace)
     n = len(workload)
     rate = n / float(workload.arrival_s[-1])
     lengths = {"kind": "empirical", "path": conv}
@@ -123,7 +122,7 @@ def test_mooncake_prefix_cache_hits_and_helps() -> None:
     assert cached.metrics["median_ttft_ms"] < uncached.metrics["median_ttft_ms"]
     # with a pool that never runs out, the hit rate reaches what the hash ids allow
     unlimited = run_server(with_override(sc, "servers.vllm-prefix-cache.num_gpu_blocks_override", 10**7), 0)
-    ideal = _ideal_hit_rate(generate_workload(sc).block_hashes)
+    ideal = _ideal_hit_rate(scenario_workload(sc).block_hashes)
     assert unlimited.metrics["prefix_cache_hit_rate"] >= 0.9 * ideal > 0.1
 
 
@@ -149,7 +148,7 @@ def test_multi_turn_conversations_reuse_their_history(server: dict) -> None:
 def test_ramp_rate_rises_linearly() -> None:
     sc = _scenario({"kind": "ramp", "start_rate_per_s": 1.0, "end_rate_per_s": 9.0, "duration_s": 2000},
                    [VLLM], prompt_tokens={"kind": "fixed", "value": 10}, output_tokens={"kind": "fixed", "value": 2})
-    t = generate_workload(sc).arrival_s
+    t = scenario_workload(sc).arrival_s
     # Lambda(t) = t + t^2/500: 3000 expected in the first half, 7000 in the second
     first, second = np.sum(t < 1000), np.sum(t >= 1000)
     assert first == pytest.approx(3000, abs=4 * np.sqrt(3000))
@@ -160,7 +159,7 @@ def test_gamma_burstiness_is_vllm_bench_definition() -> None:
     for k in (0.25, 1.0, 4.0):
         sc = _scenario({"kind": "gamma", "rate_per_s": 5.0, "burstiness": k}, [VLLM], num_requests=40_000,
                        prompt_tokens={"kind": "fixed", "value": 10}, output_tokens={"kind": "fixed", "value": 2})
-        gaps = np.diff(generate_workload(sc).arrival_s)
+        gaps = np.diff(scenario_workload(sc).arrival_s)
         assert np.mean(gaps) == pytest.approx(1 / 5.0, rel=0.03)
         assert np.std(gaps) / np.mean(gaps) == pytest.approx(1 / np.sqrt(k), rel=0.05)
 
@@ -168,5 +167,5 @@ def test_gamma_burstiness_is_vllm_bench_definition() -> None:
 def test_phases_follow_each_other() -> None:
     sc = _scenario({"kind": "phases", "phases": [{"duration_s": 100, "rate_per_s": 2}, {"duration_s": 100, "rate_per_s": 20}]},
                    [VLLM], prompt_tokens={"kind": "fixed", "value": 10}, output_tokens={"kind": "fixed", "value": 2})
-    t = generate_workload(sc).arrival_s
+    t = scenario_workload(sc).arrival_s
     assert np.sum(t < 100) == pytest.approx(200, abs=60) and np.sum(t >= 100) == pytest.approx(2000, abs=200)

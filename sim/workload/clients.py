@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from sim.requests import Request
 
 if TYPE_CHECKING:
-    from sim.workload import Workload
+    from sim.workload.table import Workload
 
-__all__ = ["SESSION_BLOCK_TOKENS", "ClosedLoopClient", "OpenLoopClient"]
+__all__ = ["SESSION_BLOCK_TOKENS", "ClosedLoopClient", "OpenLoopClient", "make_client"]
 
 INF = float("inf")
 
@@ -139,3 +139,13 @@ class ClosedLoopClient:
             think = float(self.think_s[request.id]) if self.think_s is not None else 0.0
             self._seq += 1
             heapq.heappush(self._pending, (now + think, self._seq, request.user))
+
+
+def make_client(
+    workload: Workload, num_requests: int | None = None, duration_s: float = INF
+) -> OpenLoopClient | ClosedLoopClient:
+    """The client that replays ``workload``: open loop when it has arrival times, else closed
+    loop, stopping after ``num_requests`` requests or at ``duration_s``."""
+    if workload.arrival_s is None:
+        return ClosedLoopClient(workload, num_requests, duration_s)
+    return OpenLoopClient(workload)

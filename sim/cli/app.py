@@ -1,6 +1,6 @@
-"""The ``servesim`` command: run, check, validate, calibrate.
+"""The ``servesim`` command: run and check (calibrate and validate are in :mod:`sim.cli.calibrate`).
 
-This is the only module that writes files. Errors in user input print one clear message (file,
+The CLI package is the only part of ``sim`` that writes result files. Errors in user input print one clear message (file,
 field, fix) and exit with status 2; they never show a traceback.
 """
 
@@ -163,7 +163,7 @@ def _run_points(scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1)
 
 
 def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) -> None:
-    from sim.plots import save_standard_plots
+    from sim.results.plots import save_standard_plots
 
     out.mkdir(parents=True, exist_ok=True)
     sweep = scenario.sweep.path if scenario.sweep else None
@@ -228,7 +228,7 @@ def check_cmd(files: Annotated[list[Path], typer.Argument(help="Scenario files o
         raise typer.Exit(2)
 
 
-from sim.cli_calibration import register as _register_calibration  # noqa: E402
+from sim.cli.calibrate import register as _register_calibration  # noqa: E402
 
 _register_calibration(app)
 

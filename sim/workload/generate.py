@@ -1,4 +1,4 @@
-"""Workloads generated in bulk before a run, and the clients that hand requests to a server.
+"""Workloads generated in bulk before a run from a workload spec and a seed.
 
 One ``SeedSequence(seed)`` is spawned into independent streams (arrivals, lengths, think
 times), so every server in a scenario sees exactly the same requests (common random numbers)
@@ -7,11 +7,10 @@ and changing a server never shifts the workload.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from sim.clients import ClosedLoopClient, OpenLoopClient
 from sim.scenario import (
     ClosedLoopArrival,
     ConstantArrival,
@@ -23,38 +22,15 @@ from sim.scenario import (
     PhasesArrival,
     PoissonArrival,
     RampArrival,
-    Scenario,
     ScenarioError,
     TraceArrival,
     UniformLength,
+    WorkloadSpec,
 )
 from sim.traces import TraceError, read_length_table, read_trace
+from sim.workload.table import INF, Workload
 
-__all__ = ["ClosedLoopClient", "OpenLoopClient", "Workload", "generate_workload", "make_client"]
-
-
-INF = float("inf")
-
-
-@dataclass
-class Workload:
-    """Request columns, indexed by request id (issue order)."""
-
-    prompt_tokens: np.ndarray
-    output_tokens: np.ndarray
-    arrival_s: np.ndarray | None
-    """Open loop: arrival times. Closed loop: None (arrivals follow completions)."""
-    think_s: np.ndarray | None = None
-    users: int = 0
-    ramp_up_s: float = 0.0
-    timeout_s: float = INF
-    block_hashes: tuple[np.ndarray, ...] | None = None
-    hash_block_tokens: int = 0
-    turns: int = 1
-    """Closed loop: turns per conversation (prompts carry the history)."""
-
-    def __len__(self) -> int:
-        return int(self.prompt_tokens.size)
+__all__ = ["generate_workload"]
 
 
 def _streams(seed: int) -> tuple[np.random.Generator, ...]:
@@ -75,13 +51,18 @@ def _lengths(spec: LengthSpec, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
+def _resolve(base_dir: str, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else Path(base_dir) / p
+
+
 def _empirical_pair(
-    prompt: EmpiricalLength | None, output: EmpiricalLength | None, n: int, rng: np.random.Generator, scenario: Scenario
+    prompt: EmpiricalLength | None, output: EmpiricalLength | None, n: int, rng: np.random.Generator, base_dir: str
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Sample rows of the length tables; one shared table keeps prompt/output correlation."""
     def table(spec: EmpiricalLength) -> tuple[np.ndarray, np.ndarray]:
         try:
-            t = read_length_table(scenario.resolve(spec.path))
+            t = read_length_table(_resolve(base_dir, spec.path))
         except (TraceError, OSError) as err:
             raise ScenarioError(f"workload: empirical lengths from {spec.path}: {err}") from None
         return t.prompt_tokens, t.output_tokens
@@ -104,12 +85,11 @@ def _empirical_pair(
     return p_out, o_out
 
 
-def _sample_lengths(scenario: Scenario, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    w = scenario.workload
+def _sample_lengths(w: WorkloadSpec, n: int, rng: np.random.Generator, base_dir: str) -> tuple[np.ndarray, np.ndarray]:
     assert w.prompt_tokens is not None and w.output_tokens is not None
     emp_p = w.prompt_tokens if isinstance(w.prompt_tokens, EmpiricalLength) else None
     emp_o = w.output_tokens if isinstance(w.output_tokens, EmpiricalLength) else None
-    p, o = _empirical_pair(emp_p, emp_o, n, rng, scenario)
+    p, o = _empirical_pair(emp_p, emp_o, n, rng, base_dir)
     if p is None:
         p = _lengths(w.prompt_tokens, n, rng)
     if o is None:
@@ -141,8 +121,7 @@ def _phase_times(spec: PhasesArrival, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _open_loop_times(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
-    w = scenario.workload
+def _open_loop_times(w: WorkloadSpec, rng: np.random.Generator) -> np.ndarray:
     arrival = w.arrival
     if isinstance(arrival, RampArrival):
         return _ramp_times(arrival, rng)[: w.num_requests]
@@ -164,23 +143,18 @@ def _open_loop_times(scenario: Scenario, rng: np.random.Generator) -> np.ndarray
     return times
 
 
-def _context_limit(scenario: Scenario, spec: TraceArrival) -> int | None:
-    if spec.max_context_tokens != "model":
-        return spec.max_context_tokens
-    from sim.simulation import resolve_model  # the model is only needed for this option
-
-    return resolve_model(scenario).max_position_embeddings
-
-
-def _trace_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
-    w = scenario.workload
+def _trace_workload(
+    w: WorkloadSpec, rng: np.random.Generator, base_dir: str, model_context_tokens: int | None
+) -> Workload:
     spec = w.arrival
     assert isinstance(spec, TraceArrival)
     try:
-        trace = read_trace(scenario.resolve(spec.path), spec.format)
+        trace = read_trace(_resolve(base_dir, spec.path), spec.format)
         trace = trace.transform(
             speedup=spec.speedup, window_s=spec.window_s, length_scale=spec.length_scale,
-            limit=spec.limit or w.num_requests, max_context_tokens=_context_limit(scenario, spec),
+            limit=spec.limit or w.num_requests, max_context_tokens=(
+                model_context_tokens if spec.max_context_tokens == "model" else spec.max_context_tokens
+            ),
         )
     except (TraceError, OSError, ValueError) as err:
         raise ScenarioError(f"workload.arrival.path: {err}") from None
@@ -196,7 +170,7 @@ def _trace_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
     if spec.use_lengths:
         prompt, output = trace.prompt_tokens[:n], trace.output_tokens[:n]
     else:
-        prompt, output = _sample_lengths(scenario, n, rng)
+        prompt, output = _sample_lengths(w, n, rng, base_dir)
     hashes = trace.hash_ids[:n] if trace.hash_ids is not None and spec.use_lengths else None
     return Workload(
         prompt.astype(np.int64), output.astype(np.int64), times,
@@ -204,16 +178,25 @@ def _trace_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
     )
 
 
-def generate_workload(scenario: Scenario) -> Workload:
-    """All requests of a run, drawn from the scenario's seed."""
-    w = scenario.workload
-    arrivals_rng, lengths_rng, think_rng, _ = _streams(scenario.seed)
+def generate_workload(
+    w: WorkloadSpec, seed: int, *, base_dir: str = ".", model_context_tokens: int | None = None
+) -> Workload:
+    """All requests of a run, drawn from ``seed``.
+
+    Args:
+        w: The workload spec (arrivals, lengths, timeout).
+        seed: Root of the random streams (arrivals, lengths, think times).
+        base_dir: Folder that relative trace and length-table paths are resolved against.
+        model_context_tokens: The model's context length, for a trace's
+            ``max_context_tokens: model`` (the only model fact a workload needs).
+    """
+    arrivals_rng, lengths_rng, think_rng, _ = _streams(seed)
     arrival = w.arrival
     if isinstance(arrival, TraceArrival):
-        return _trace_workload(scenario, lengths_rng)
+        return _trace_workload(w, lengths_rng, base_dir, model_context_tokens)
     if isinstance(arrival, ClosedLoopArrival):
         n = w.num_requests or max(arrival.users, 1) * 4096
-        prompt, output = _sample_lengths(scenario, n, lengths_rng)
+        prompt, output = _sample_lengths(w, n, lengths_rng, base_dir)
         think = arrival.think_time
         if think is not None and think.kind == "exponential" and think.mean_s > 0:
             think_s = think_rng.exponential(think.mean_s, n)
@@ -223,14 +206,6 @@ def generate_workload(scenario: Scenario) -> Workload:
             prompt, output, None, think_s, arrival.users, arrival.ramp_up_s, w.timeout_s or INF,
             turns=arrival.turns,
         )
-    times = _open_loop_times(scenario, arrivals_rng)
-    prompt, output = _sample_lengths(scenario, times.size, lengths_rng)
+    times = _open_loop_times(w, arrivals_rng)
+    prompt, output = _sample_lengths(w, times.size, lengths_rng, base_dir)
     return Workload(prompt, output, times, timeout_s=w.timeout_s or INF)
-
-
-def make_client(scenario: Scenario, workload: Workload) -> OpenLoopClient | ClosedLoopClient:
-    """The client that replays ``workload`` as the scenario's arrival process says."""
-    if workload.arrival_s is None:
-        w = scenario.workload
-        return ClosedLoopClient(workload, w.num_requests, w.duration_s if w.duration_s else INF)
-    return OpenLoopClient(workload)

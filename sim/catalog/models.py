@@ -1,0 +1,185 @@
+"""Shape of a decoder-only transformer; parameter counts, KV bytes and attention FLOPs derived from it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    model_validator,
+)
+
+from sim.catalog.base import _Spec
+from sim.catalog.formats import WeightFormat
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class ModelSpec(_Spec):
+    """Shape of a decoder-only transformer, as given by its Hugging Face ``config.json``."""
+
+    id: str = Field(min_length=1)
+    """Catalog id, lower case with dashes, e.g. ``"llama-3.1-8b"``."""
+    hf_name: str = Field(min_length=1)
+    """Hugging Face repository, e.g. ``"meta-llama/Llama-3.1-8B-Instruct"``."""
+    family: str = Field(min_length=1)
+    """Architecture (the config's ``model_type``): ``llama``, ``qwen2``, ``mistral``, ..."""
+    num_layers: PositiveInt
+    """Transformer blocks (``num_hidden_layers``)."""
+    hidden_size: PositiveInt
+    """Width of the residual stream (``hidden_size``)."""
+    num_heads: PositiveInt
+    """Query heads per layer (``num_attention_heads``)."""
+    num_kv_heads: PositiveInt
+    """Key/value heads per layer (``num_key_value_heads``; equals ``num_heads`` for MHA)."""
+    head_dim: PositiveInt
+    """Width of one attention head (``head_dim``, else ``hidden_size // num_heads``)."""
+    intermediate_size: PositiveInt
+    """Width of the MLP hidden layer (``intermediate_size``; OPT: ``ffn_dim``)."""
+    vocab_size: PositiveInt
+    """Rows of the embedding table and of the lm_head."""
+    tie_word_embeddings: bool
+    """Whether the lm_head reuses the embedding matrix (stored once)."""
+    attention_bias: bool = False
+    """Whether the q/k/v projections carry biases (Qwen2)."""
+    gated_mlp: bool = True
+    """Gated MLP with gate, up and down matrices (SwiGLU/GeGLU); False: up and down only (OPT)."""
+    linear_bias: bool = False
+    """Whether every linear of a block (q, k, v, o and the MLP) carries a bias (OPT)."""
+    norm_kind: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    """RMSNorm (a weight vector) or LayerNorm (weight and bias vectors)."""
+    norms_per_layer: PositiveInt = 2
+    """Norm modules per block: 2 for pre-norm blocks, 4 for Gemma 2 (pre and post norms)."""
+    learned_position_embeddings: NonNegativeInt = 0
+    """Rows of a learned absolute position table (OPT: max positions + 2); 0 with RoPE."""
+    max_position_embeddings: PositiveInt
+    """Longest context the model was configured for."""
+    source: str = Field(min_length=1)
+    """URL (or path) of the ``config.json`` the numbers come from."""
+    notes: str = ""
+    """Anything worth knowing about the entry."""
+    aliases: tuple[str, ...] = ()
+    """Other names accepted by :func:`get_model` (e.g. Ollama tags)."""
+
+    @model_validator(mode="after")
+    def _heads_group_evenly(self) -> ModelSpec:
+        """Require query heads to split evenly over KV heads (grouped-query attention)."""
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"model {self.id!r}: num_heads={self.num_heads} is not a multiple of "
+                f"num_kv_heads={self.num_kv_heads}"
+            )
+        return self
+
+    @property
+    def _q_width(self) -> int:
+        """Output width of the query projection."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def _kv_width(self) -> int:
+        """Output width of the key (or value) projection."""
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def _matmul_params_per_layer(self) -> int:
+        """GEMM weights of one block: q, k, v, o and the MLP matrices."""
+        attention = 2 * self.hidden_size * (self._q_width + self._kv_width)
+        mlp_matrices = 3 if self.gated_mlp else 2
+        return attention + mlp_matrices * self.hidden_size * self.intermediate_size
+
+    @property
+    def _bias_params_per_layer(self) -> int:
+        """Bias vectors of one block."""
+        total = 0
+        if self.attention_bias or self.linear_bias:
+            total += self._q_width + 2 * self._kv_width
+        if self.linear_bias:
+            mlp_in = (2 if self.gated_mlp else 1) * self.intermediate_size
+            total += self.hidden_size + mlp_in + self.hidden_size
+        return total
+
+    @property
+    def _params_per_norm(self) -> int:
+        """Parameters of one norm module."""
+        return (2 if self.norm_kind == "layernorm" else 1) * self.hidden_size
+
+    @property
+    def num_layer_params(self) -> int:
+        """All parameters of the transformer blocks (matmuls, biases, norms)."""
+        per_layer = (
+            self._matmul_params_per_layer
+            + self._bias_params_per_layer
+            + self.norms_per_layer * self._params_per_norm
+        )
+        return self.num_layers * per_layer
+
+    @property
+    def num_layer_matmul_params(self) -> int:
+        """Per-token GEMM weights of all blocks (q, k, v, o, gate, up, down); no embedding/head."""
+        return self.num_layers * self._matmul_params_per_layer
+
+    @property
+    def num_lm_head_params(self) -> int:
+        """Weights of the output projection, ``vocab * hidden`` (the embedding if tied)."""
+        return self.vocab_size * self.hidden_size
+
+    @property
+    def num_embedding_params(self) -> int:
+        """Token embedding table plus any learned position table."""
+        return (self.vocab_size + self.learned_position_embeddings) * self.hidden_size
+
+    @property
+    def num_params(self) -> int:
+        """Total parameters: embeddings, blocks, final norm and the lm_head if untied."""
+        untied_head = 0 if self.tie_word_embeddings else self.num_lm_head_params
+        return (
+            self.num_embedding_params
+            + self.num_layer_params
+            + self._params_per_norm
+            + untied_head
+        )
+
+    def kv_bytes_per_token(self, bytes_per_element: float) -> float:
+        """KV-cache bytes one token occupies across all layers.
+
+        Args:
+            bytes_per_element: Bytes per cached element (see :func:`kv_dtype_bytes`).
+
+        Returns:
+            ``2 * num_layers * num_kv_heads * head_dim * bytes_per_element``.
+        """
+        return 2 * self.num_layers * self._kv_width * bytes_per_element
+
+    @property
+    def attention_flops_per_pair(self) -> float:
+        """FLOPs of QK^T and PV for one (query, key) pair, summed over layers."""
+        return 4.0 * self.num_layers * self._q_width
+
+    def weight_bytes(self, fmt: WeightFormat) -> float:
+        """Bytes of all weights when stored in ``fmt``.
+
+        Block weights and the final norm use ``fmt.bits_per_weight``; the token (and any
+        position) embedding uses ``fmt.embedding_bits_per_weight`` and the lm_head
+        ``fmt.lm_head_bits_per_weight``. A tied embedding is counted once, at the lm_head
+        width.
+
+        Args:
+            fmt: The weight format.
+
+        Returns:
+            Size of the weights in bytes.
+        """
+        body = (self.num_layer_params + self._params_per_norm) * fmt.bits_per_weight
+        positions = self.learned_position_embeddings * self.hidden_size
+        embedding = positions * fmt.embedding_bits_per_weight
+        head = self.num_lm_head_params * fmt.lm_head_bits_per_weight
+        if not self.tie_word_embeddings:
+            embedding += self.num_lm_head_params * fmt.embedding_bits_per_weight
+        return (body + embedding + head) / 8
+
+

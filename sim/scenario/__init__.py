@@ -1,0 +1,102 @@
+"""Scenario files: the schema, split by section, and loading.
+
+A scenario names a model, a piece of hardware, a workload and one or more servers, and
+optionally a sweep over one dotted field. Relative paths inside a scenario (traces, length
+tables, Hugging Face configs) are resolved against the scenario file's folder.
+
+* :mod:`sim.scenario.base` -- ``Spec`` (``extra="forbid"``, every field documented) and ``ScenarioError``;
+* :mod:`sim.scenario.workload` -- lengths, arrivals, the workload;
+* :mod:`sim.scenario.servers` -- cost specs and server specs (engines and bare architectures);
+* :mod:`sim.scenario.document` -- the scenario itself, its sweep and SLO;
+* :mod:`sim.scenario.io` -- reading YAML/TOML, validation messages, ``--set`` overrides.
+"""
+
+from __future__ import annotations
+
+from sim.scenario.base import ScenarioError, Spec  # noqa: F401
+from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec  # noqa: F401
+from sim.scenario.io import (  # noqa: F401
+    format_validation_error,
+    load_scenario,
+    parse_scenario,
+    parse_value,
+    with_override,
+)
+from sim.scenario.servers import (  # noqa: F401
+    ConstantCostSpec,
+    CostSpec,
+    LinearCostSpec,
+    LlamaCppSpec,
+    OllamaSpec,
+    PagedBatchingSpec,
+    RooflineCostSpec,
+    SampledServiceSpec,
+    SerialDecodeSpec,
+    ServerCommon,
+    ServerSpec,
+    ServiceDistribution,
+    SingleQueueSpec,
+    VllmSpec,
+)
+from sim.scenario.workload import (  # noqa: F401
+    ArrivalSpec,
+    ClosedLoopArrival,
+    ConstantArrival,
+    EmpiricalLength,
+    FixedLength,
+    GammaArrival,
+    LengthSpec,
+    LogNormalLength,
+    Phase,
+    PhasesArrival,
+    PoissonArrival,
+    RampArrival,
+    ThinkTime,
+    TraceArrival,
+    UniformLength,
+    WorkloadSpec,
+)
+
+__all__ = [
+    "ArrivalSpec",
+    "ClosedLoopArrival",
+    "ConstantArrival",
+    "ConstantCostSpec",
+    "CostSpec",
+    "EmpiricalLength",
+    "FixedLength",
+    "GammaArrival",
+    "HfConfigModel",
+    "LengthSpec",
+    "LinearCostSpec",
+    "LlamaCppSpec",
+    "LogNormalLength",
+    "OllamaSpec",
+    "PagedBatchingSpec",
+    "Phase",
+    "PhasesArrival",
+    "PoissonArrival",
+    "RampArrival",
+    "RooflineCostSpec",
+    "SampledServiceSpec",
+    "Scenario",
+    "ScenarioError",
+    "SerialDecodeSpec",
+    "ServerCommon",
+    "ServerSpec",
+    "ServiceDistribution",
+    "SingleQueueSpec",
+    "SloSpec",
+    "Spec",
+    "SweepSpec",
+    "ThinkTime",
+    "TraceArrival",
+    "UniformLength",
+    "VllmSpec",
+    "WorkloadSpec",
+    "format_validation_error",
+    "load_scenario",
+    "parse_scenario",
+    "parse_value",
+    "with_override",
+]

@@ -1,0 +1,112 @@
+"""Reading scenario files (YAML/TOML), validation messages, and ``--set`` overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    ValidationError,
+)
+
+from sim.scenario.base import ScenarioError
+from sim.scenario.document import Scenario
+
+
+def _read_data(path: Path) -> Any:
+    text = path.read_text()
+    match path.suffix:
+        case ".yaml" | ".yml":
+            return yaml.safe_load(text)
+        case ".toml":
+            return tomllib.loads(text)
+        case _:
+            raise ScenarioError(f"{path}: expected a .yaml or .toml scenario, got {path.suffix!r}")
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """One line per problem: the field's dotted path, what is wrong, and how to fix it."""
+    lines = [f"{source} is not a valid scenario:"]
+    for e in err.errors():
+        loc = ".".join(str(part) for part in e["loc"] if not str(part).startswith("function-"))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling (see `servesim check --help`)"
+        elif e["type"] == "missing":
+            msg = "required field is missing; add it"
+        lines.append(f"  - {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_scenario(data: Any, source: str = "<scenario>", base_dir: str = ".") -> Scenario:
+    """Validate a scenario given as plain data."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: a scenario must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return Scenario.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as err:
+        raise ScenarioError(format_validation_error(source, err)) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a YAML or TOML scenario file and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such scenario file; check the path")
+    try:
+        data = _read_data(path)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
+        raise ScenarioError(f"{path}: not valid YAML/TOML: {err}") from None
+    return parse_scenario(data, str(path), str(path.parent))
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as YAML (numbers, booleans, lists), else keep the string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def with_override(scenario: Scenario, path: str, value: Any) -> Scenario:
+    """Return a copy with the dotted field ``path`` set to ``value`` (re-validated).
+
+    ``servers.vllm.max_num_seqs`` addresses a server by its label; ``servers.0.x`` by index.
+    """
+    data = scenario.model_dump(mode="python", exclude_none=False)
+    *parents, leaf = path.split(".")
+    node: Any = data
+    for key in parents:
+        node = _child(node, key, path)
+    if isinstance(node, list):
+        raise ScenarioError(f"--set {path}: cannot set a whole list element; name a field inside it")
+    if not isinstance(node, dict):
+        raise ScenarioError(f"--set {path}: {'.'.join(parents)} is not a mapping")
+    node[leaf] = value
+    return parse_scenario(_drop_none(data), f"{scenario.name} with {path}={value!r}", scenario.base_dir)
+
+
+def _child(node: Any, key: str, path: str) -> Any:
+    if isinstance(node, list):
+        if key.isdigit() and int(key) < len(node):
+            return node[int(key)]
+        for item in node:
+            if isinstance(item, dict) and key in (item.get("name"), item.get("engine"), item.get("kind")):
+                return item
+        raise ScenarioError(f"--set {path}: no list element named {key!r}")
+    if not isinstance(node, dict) or key not in node or node[key] is None:
+        if isinstance(node, dict):
+            node[key] = {}
+            return node[key]
+        raise ScenarioError(f"--set {path}: {key!r} is not a field here")
+    return node[key]
+
+
+def _drop_none(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _drop_none(v) for k, v in data.items() if v is not None and k != "base_dir"}
+    if isinstance(data, list):
+        return [_drop_none(v) for v in data]
+    return data
