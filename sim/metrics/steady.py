@@ -1,0 +1,110 @@
+"""The steady-state window: figures over the middle of a run, reported beside vLLM's whole-run ones.
+
+The window ``[t0, t1]`` runs from the arrival of the first request after the warm-up (the first
+``warmup`` requests in arrival order) to the arrival of the last request, so the start-up
+transient and the drain are left out. Everything in it is measured on one set of requests: those
+that *leave* the server inside the window (completed, timed out, rejected or aborted), the
+departures. This makes the three figures obey Little's law on the same sample path:
+
+* ``steady.mean_in_system`` L: the time-average number of requests inside the server (sent, not
+  yet ended) over the window;
+* ``steady.departure_rate`` X: departures per second of window;
+* ``steady.mean_sojourn_s`` W: mean time in the server (end - arrival) of those departures.
+
+``L * T`` is the area under the in-system count; ``X * W * T`` is the summed sojourns of the
+departures. They differ only by the edge terms, the time before ``t0`` of requests already
+inside at ``t0`` and the time inside the window of requests still inside at ``t1``:
+``|L - X W| <= (N(t0) * age0 + N(t1) * age1) / T`` (``steady.little_bound``), where ``age0`` is
+the longest time before ``t0`` of a request inside at ``t0`` and ``age1`` the longest time in
+the window of one inside at ``t1``: small in a
+steady state and large in overload, where no steady state exists (the queue grows).
+``steady.little_error`` reports ``X W / L - 1``.
+
+Throughputs count the completed departures (``steady.request_throughput``, ``steady.output_throughput``,
+``steady.total_token_throughput``); latency statistics are over the same completed departures.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["steady_window", "steady_metrics", "area_in_system"]
+
+
+def steady_window(arrival: np.ndarray, warmup: int) -> tuple[float, float] | None:
+    """(t0, t1) of the window, or None when the run is too short for one (fewer than 2 requests
+    after the warm-up, or all of them arriving at once)."""
+    n = arrival.size
+    if n < 2:
+        return None
+    order = np.sort(arrival)
+    first = min(warmup, n - 2)
+    t0, t1 = float(order[first]), float(order[-1])
+    return (t0, t1) if t1 > t0 else None
+
+
+def area_in_system(arrival: np.ndarray, end: np.ndarray, t0: float, t1: float) -> float:
+    """Integral over [t0, t1] of the number of requests inside (arrived, not yet ended)."""
+    lo = np.maximum(arrival, t0)
+    hi = np.minimum(end, t1)
+    return math.fsum(np.maximum(hi - lo, 0.0).tolist())
+
+
+def _nan_block() -> dict[str, Any]:
+    keys = ("window_start_s", "window_end_s", "duration", "completed", "request_throughput",
+            "output_throughput", "total_token_throughput", "mean_in_system", "departure_rate",
+            "mean_sojourn_s", "little_error", "little_bound", "median_ttft_ms", "p99_ttft_ms",
+            "median_e2el_ms", "p99_e2el_ms")
+    return {f"steady.{k}": math.nan for k in keys}
+
+
+def steady_metrics(arrival: np.ndarray, first_token: np.ndarray, end: np.ndarray, completed: np.ndarray,
+                   prompt: np.ndarray, output: np.ndarray, warmup: int) -> dict[str, Any]:
+    """The ``steady.*`` figures (NaN when the run has no window). ``end`` is every request's end
+    (completion, timeout, rejection or abort); ``completed`` masks the successful ones."""
+    window = steady_window(arrival, warmup)
+    if window is None:
+        return _nan_block()
+    t0, t1 = window
+    span = t1 - t0
+    leaves = (end >= t0) & (end <= t1)
+    done = leaves & completed
+    inside_t0 = (arrival < t0) & (end > t0)
+    inside_t1 = (arrival <= t1) & (end > t1)
+    area = area_in_system(arrival, end, t0, t1)
+    sojourn = (end - arrival)[leaves]
+    mean_in = area / span
+    rate = float(np.sum(leaves)) / span
+    w = float(np.mean(sojourn)) if sojourn.size else math.nan
+    age0 = float(np.max(t0 - arrival[inside_t0])) if np.any(inside_t0) else 0.0
+    age1 = float(np.max(t1 - np.maximum(arrival[inside_t1], t0))) if np.any(inside_t1) else 0.0
+    bound = (int(np.sum(inside_t0)) * age0 + int(np.sum(inside_t1)) * age1) / span
+    e2el = (end - arrival)[done] * 1e3
+    ttft = (first_token - arrival)[done] * 1e3
+    tokens_out = int(np.sum(output[done]))
+    tokens_in = int(np.sum(prompt[done]))
+
+    def pct(values: np.ndarray, q: float) -> float:
+        return float(np.percentile(values, q)) if values.size else math.nan
+
+    return {
+        "steady.window_start_s": t0,
+        "steady.window_end_s": t1,
+        "steady.duration": span,
+        "steady.completed": int(np.sum(done)),
+        "steady.request_throughput": int(np.sum(done)) / span,
+        "steady.output_throughput": tokens_out / span,
+        "steady.total_token_throughput": (tokens_in + tokens_out) / span,
+        "steady.mean_in_system": mean_in,
+        "steady.departure_rate": rate,
+        "steady.mean_sojourn_s": w,
+        "steady.little_error": (rate * w / mean_in - 1.0) if mean_in > 0 and sojourn.size else math.nan,
+        "steady.little_bound": bound,
+        "steady.median_ttft_ms": pct(ttft, 50),
+        "steady.p99_ttft_ms": pct(ttft, 99),
+        "steady.median_e2el_ms": pct(e2el, 50),
+        "steady.p99_e2el_ms": pct(e2el, 99),
+    }
