@@ -49,10 +49,11 @@ def _apply_sets(scenario: Scenario, sets: list[str]) -> Scenario:
 def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
     """One table for the run (a row per server and sweep value), then a warning line for every
     point too failed or too small to read (:mod:`sim.results.table`)."""
-    from sim.results.table import point_warnings, table_rows
+    from sim.results.table import CAPTION, point_warnings, table_rows
 
     sweep = scenario.sweep.path if scenario.sweep else None
-    table = Table(title=f"{scenario.name} ({scenario.model if isinstance(scenario.model, str) else 'model'} on {scenario.hardware})")
+    table = Table(title=f"{scenario.name} ({scenario.model if isinstance(scenario.model, str) else 'model'} on {scenario.hardware})",
+                  caption=CAPTION)
     headers, cells = table_rows(rows, sweep)
     for head in headers:
         table.add_column(head, justify="right")

@@ -68,6 +68,11 @@ def run_title(scenario: Scenario) -> str:
     return f"{scenario.name}: {model} on {hardware}\n{servers}"
 
 
+def _overloaded(row: dict[str, Any]) -> bool:
+    """More than half the point's requests failed: its figures describe the survivors only."""
+    return bool(row["arrived"]) and row["failed"] > row["arrived"] / 2
+
+
 def _plain(value: float, _pos: int) -> str:
     return f"{value:g}"
 
@@ -82,9 +87,15 @@ def plot_metric(rows: Sequence[dict[str, Any]], metric: str, sweep_path: str | N
         ax = fig.add_subplot()
     servers = list(dict.fromkeys(r["server"] for r in rows))
     if sweep_path:
+        flagged = False
         for server in servers:
-            pts = [(r["sweep"][sweep_path], value(r)) for r in rows if r["server"] == server]
+            pts = [(r["sweep"][sweep_path], value(r), _overloaded(r)) for r in rows if r["server"] == server]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=server)
+            bad = [p for p in pts if p[2]]
+            if bad:
+                ax.scatter([p[0] for p in bad], [p[1] for p in bad], s=140, facecolors="none", edgecolors="red",
+                           linewidths=1.2, zorder=3, label=None if flagged else "over half the requests failed")
+                flagged = True
         ax.set_xlabel(axis_label(sweep_path))
         ax.legend(fontsize=8)
     else:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MIN_COMPLETED", "columns", "point_warnings", "table_rows"]
+__all__ = ["CAPTION", "MIN_COMPLETED", "columns", "point_warnings", "table_rows"]
 
 MIN_COMPLETED = 30
 """Fewer completed requests than this give no meaningful p99 (the top 1 % is not one request)."""
@@ -19,18 +19,22 @@ COLUMNS = [
     ("server", "server", "{}"),
     ("completed", "done", "{}"),
     ("rejected", "rejected", "{}"),
-    ("timeouts", "timed out", "{}"),
+    ("timeouts", "timeout", "{}"),
     ("cancelled", "aborted", "{}"),
     ("output_throughput", "out tok/s", "{:.1f}"),
     ("request_throughput", "req/s", "{:.2f}"),
-    ("request_goodput", "good req/s", "{:.2f}"),
-    ("median_ttft_ms", "TTFT p50 ms", "{:.0f}"),
-    ("p99_ttft_ms", "TTFT p99 ms", "{:.0f}"),
-    ("median_tpot_ms", "TPOT p50 ms", "{:.1f}"),
-    ("median_e2el_ms", "E2E p50 ms", "{:.0f}"),
-    ("p99_e2el_ms", "E2E p99 ms", "{:.0f}"),
+    ("request_goodput", "good/s", "{:.2f}"),
+    ("median_ttft_ms", "TTFT p50", "{:.0f}"),
+    ("p99_ttft_ms", "TTFT p99", "{:.0f}"),
+    ("median_tpot_ms", "TPOT p50", "{:.1f}"),
+    ("median_e2el_ms", "E2E p50", "{:.0f}"),
+    ("p99_e2el_ms", "E2E p99", "{:.0f}"),
 ]
 """(metric, header, format); ``request_goodput`` only when the scenario sets an SLO."""
+
+CAPTION = ("latencies in ms over completed requests; out tok/s, req/s and good/s (meeting the SLO) "
+           "per second of the whole run, as vllm bench serve; timeout: the client gave up; "
+           "aborted: refused or aborted by the engine")
 
 
 def _fmt(value: Any, pattern: str) -> str:
