@@ -72,7 +72,7 @@ def steady_metrics(arrival: np.ndarray, first_token: np.ndarray, end: np.ndarray
     span = t1 - t0
     leaves = (end >= t0) & (end <= t1)
     done = leaves & completed
-    inside_t0 = (arrival < t0) & (end > t0)
+    inside_t0 = (arrival < t0) & (end >= t0)  # (one ending at t0 departs in the window)
     inside_t1 = (arrival <= t1) & (end > t1)
     area = area_in_system(arrival, end, t0, t1)
     sojourn = (end - arrival)[leaves]
