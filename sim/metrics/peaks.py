@@ -1,13 +1,16 @@
 """Peak output tokens per second and peak concurrent requests, in 1-second buckets as vLLM does.
 
-``vllm bench serve`` (``calculate_metrics`` in ``vllm/benchmarks/serve.py``, 0.11+) takes the
-successful requests only, starts its buckets at the earliest of their start times ``t0``, puts
-every token at ``start + ttft + cumsum(itl)`` into bucket ``int(time - t0)``, and counts a
-request as concurrent in every bucket from ``int(start - t0)`` to ``int(end - t0)`` inclusive.
+``vllm bench serve`` (``calculate_metrics`` in ``vllm/benchmarks/serve.py``, 0.11/0.12) takes
+the successful requests only, starts its buckets at the earliest of their start times ``t0``,
+puts every token at ``start + ttft``, then adds the request's inter-token gaps one by one, each
+token into bucket ``int(time - t0)``, and counts a request as concurrent in every bucket from
+``int(start - t0)`` to ``int(start + latency - t0)`` inclusive. The same floating-point steps are
+taken here, so the figures are vLLM's to the last bit for the same lists.
+
 servesim does not keep each request's own gaps (its ITLs are pooled segments), so a request's
-tokens are placed evenly between its first token and its end, ``first + j * tpot``: exactly the
-token times of the ``itls`` lists that :mod:`sim.results.bench` writes, so a reader who recomputes
-the peaks from the bench file with vLLM's loop gets these numbers.
+gaps are taken as equal, its TPOT ``(latency - ttft) / (tokens - 1)``: exactly the ``itls`` lists
+that :mod:`sim.results.bench` writes, so vLLM's loop over a servesim bench file gives these
+numbers (tested).
 """
 
 from __future__ import annotations
@@ -16,49 +19,42 @@ import numpy as np
 
 __all__ = ["peak_buckets"]
 
-CHUNK = 1 << 15
-"""Requests per slice: the (request, bucket) pairs of one slice stay a few MB at any run size."""
 
-
-def _token_buckets(first: np.ndarray, end: np.ndarray, tokens: np.ndarray, size: int) -> np.ndarray:
-    """Tokens per bucket of requests whose ``tokens`` land evenly on [first, end] (relative times)."""
-    out = np.zeros(size)
-    for i in range(0, first.size, CHUNK):
-        f, e, k = first[i:i + CHUNK], end[i:i + CHUNK], tokens[i:i + CHUNK]
-        one = (k <= 1) | (e <= f)  # every token at the first-token time
-        out += np.bincount(f[one].astype(np.int64), weights=k[one].astype(float), minlength=size)[:size]
-        f, e, k = f[~one], e[~one], k[~one]
-        if not f.size:
-            continue
-        gap = (e - f) / (k - 1)
-        lo = f.astype(np.int64)
-        last = f + (k - 1) * gap
-        span = last.astype(np.int64) - lo + 1  # buckets each request touches
-        owner = np.repeat(np.arange(f.size), span)
-        bucket = lo[owner] + (np.arange(owner.size) - np.repeat(np.cumsum(span) - span, span))
-
-        def before(edge: np.ndarray) -> np.ndarray:  # tokens j with f + j*gap < edge
-            return np.clip(np.ceil((edge - f[owner]) / gap[owner]), 0, k[owner])
-
-        counts = before(bucket + 1.0) - before(bucket.astype(float))
-        keep = bucket < size
-        out += np.bincount(bucket[keep], weights=counts[keep], minlength=size)[:size]
-    return out
+def _token_buckets(head: np.ndarray, gap: np.ndarray, tokens: np.ndarray, t0: float, size: int) -> np.ndarray:
+    """Tokens per bucket: request i's tokens at head_i, head_i + gap_i, ... (added one by one)."""
+    out = np.zeros(size, dtype=np.int64)
+    order = np.argsort(-tokens, kind="stable")  # longest first: the live requests are a prefix
+    t, gap, tokens = head[order], gap[order], tokens[order]
+    rel = np.empty_like(t)
+    # requests still producing at step j: a prefix whose length falls as j passes each length
+    live_at = np.searchsorted(-tokens, -np.arange(1, int(tokens[0]) + 1) if tokens.size else [], side="right")
+    for live in live_at.tolist():
+        np.subtract(t[:live], t0, out=rel[:live])
+        counts = np.bincount(rel[:live].astype(np.int64))  # times are >= t0: no negative bucket
+        n = min(counts.size, size)  # a bucket past the last is dropped, as vLLM's guard does
+        out[:n] += counts[:n]
+        t[:live] += gap[:live]
+    return out.astype(float)
 
 
 def peak_buckets(start: np.ndarray, first: np.ndarray, end: np.ndarray, tokens: np.ndarray) -> tuple[float, int]:
     """(max_output_tokens_per_s, max_concurrent_requests) of the successful requests given.
 
-    ``start``, ``first``, ``end`` are absolute times (send, first token, last token) and
-    ``tokens`` the output tokens of each successful request. (0.0, 0) when there are none.
+    ``start``, ``first``, ``end``: absolute times (sent, first token, last token) of each
+    successful request; ``tokens``: its output tokens. (0.0, 0) when there are none.
     """
     if start.size == 0:
         return 0.0, 0
+    ttft = first - start
+    latency = end - start
+    stop = start + latency
     t0 = float(np.min(start))
-    size = int(np.ceil(float(np.max(end)) - t0)) + 1
+    size = int(np.ceil(float(np.max(stop)) - t0)) + 1
     a = (start - t0).astype(np.int64)
-    b = (end - t0).astype(np.int64)
-    active = np.bincount(a, minlength=size + 1)[: size + 1] - np.bincount(b + 1, minlength=size + 1)[: size + 1]
-    concurrent = np.cumsum(active)[:size]
-    per_second = _token_buckets(first - t0, end - t0, tokens.astype(np.int64), size)
+    b = (stop - t0).astype(np.int64)
+    edges = np.bincount(a, minlength=size + 1)[: size + 1] - np.bincount(b + 1, minlength=size + 1)[: size + 1]
+    concurrent = np.cumsum(edges)[:size]
+    k = tokens.astype(np.int64)
+    gap = np.where(k > 1, (end - first) / np.maximum(k - 1, 1), 0.0)
+    per_second = _token_buckets(start + ttft, gap, k, t0, size)
     return float(np.max(per_second)), int(np.max(concurrent))
