@@ -48,7 +48,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     path.write_text(yaml.safe_dump(scenario.model_dump(mode="json", exclude_none=True)))
     out = tmp / "out"
     proc = subprocess.run([sys.executable, "-m", "sim", "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
+                          check=False, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     return out, run(scenario)
 

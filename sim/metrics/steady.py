@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["steady_window", "steady_metrics", "area_in_system"]
+__all__ = ["area_in_system", "steady_metrics", "steady_window"]
 
 
 def steady_window(arrival: np.ndarray, warmup: int) -> tuple[float, float] | None:

@@ -29,6 +29,13 @@ import numpy as np
 from sim.recorder import Recorder
 from sim.requests import Status
 from sim.scenario import Scenario
+from sim.scenario.workload import (
+    ClosedLoopArrival,
+    ConstantArrival,
+    GammaArrival,
+    PoissonArrival,
+    RampArrival,
+)
 
 __all__ = ["DETAIL_KEY", "bench_document", "bench_name", "point_bench", "request_detail", "traffic"]
 
@@ -172,28 +179,27 @@ def traffic(scenario: Scenario) -> dict[str, Any]:
     ``servesim.arrival`` key has the spec either way.
     """
     arrival = scenario.workload.arrival
-    kind = arrival.kind
     out: dict[str, Any] = {"request_rate": None, "burstiness": 1.0, "max_concurrency": None}
-    if kind == "poisson":
+    if isinstance(arrival, PoissonArrival):
         out["request_rate"] = arrival.rate_per_s
-    elif kind == "gamma":
+    elif isinstance(arrival, GammaArrival):
         out.update(request_rate=arrival.rate_per_s, burstiness=arrival.shape)
-    elif kind == "constant":
+    elif isinstance(arrival, ConstantArrival):
         out.update(request_rate=arrival.rate_per_s, burstiness=math.inf)
-    elif kind == "closed_loop":
+    elif isinstance(arrival, ClosedLoopArrival):
         out.update(request_rate="inf", max_concurrency=arrival.users)
-    elif kind == "ramp":
+    elif isinstance(arrival, RampArrival):
         out.update(request_rate="inf", ramp_up_strategy="linear", ramp_up_start_rps=arrival.start_rate_per_s,
                    ramp_up_end_rps=arrival.end_rate_per_s)
     return out
 
 
 def _servesim_version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("servesim")
-    except Exception:  # not installed (run from a checkout)
+    except PackageNotFoundError:  # run from a checkout without installing
         return "unknown (not installed)"
 
 

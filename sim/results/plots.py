@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
 from sim.scenario import Scenario
+from sim.scenario.servers import LlamaCppSpec, OllamaSpec, VllmSpec
 
 __all__ = ["PLOTS", "axis_label", "plot_metric", "run_title", "save_standard_plots"]
 
@@ -61,10 +62,13 @@ def run_title(scenario: Scenario) -> str:
     and version."""
     model = scenario.model if isinstance(scenario.model, str) else (scenario.model.id or "model from hf_config")
     hardware = scenario.hardware if isinstance(scenario.hardware, str) else "inline hardware"
-    servers = ", ".join(
-        f"{s.label} = {s.engine} {s.version}" if hasattr(s, "engine") and s.label != s.engine
-        else (f"{s.engine} {s.version}" if hasattr(s, "engine") else f"{s.label} ({s.kind})")
-        for s in scenario.servers)
+    def describe(spec: Any) -> str:
+        if isinstance(spec, OllamaSpec | LlamaCppSpec | VllmSpec):
+            engine = f"{spec.engine} {spec.version}"
+            return engine if spec.label == spec.engine else f"{spec.label} = {engine}"
+        return f"{spec.label} ({spec.kind})"
+
+    servers = ", ".join(describe(spec) for spec in scenario.servers)
     return f"{scenario.name}: {model} on {hardware}\n{servers}"
 
 
@@ -130,6 +134,7 @@ def save_standard_plots(
             ax.annotate(f"client timeout ({timeout_s:g} s)", (0.01, timeout_s), xycoords=("axes fraction", "data"),
                         va="bottom", fontsize=8, color="grey")
         fig = ax.figure
+        assert isinstance(fig, Figure)
         path = out_dir / f"{metric}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
