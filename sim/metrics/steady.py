@@ -21,7 +21,11 @@ steady state and large in overload, where no steady state exists (the queue grow
 ``steady.little_error`` reports ``X W / L - 1``.
 
 Throughputs count the completed departures (``steady.request_throughput``, ``steady.output_throughput``,
-``steady.total_token_throughput``); latency statistics are over the same completed departures.
+``steady.total_token_throughput``). The latency statistics (``steady.{mean,median,p90,p95,p99}_
+{ttft,tpot,e2el}_ms``) are instead those of the completed requests that *arrived* in the window,
+the run without its warm-up: the usual way to leave out a start-up burst (closed-loop users all
+sending at once), which would still be ending, and so departing, early in the window. Their mean
+E2EL is not Little's ``W``: ``steady.mean_sojourn_s`` is.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["area_in_system", "steady_metrics", "steady_window"]
+__all__ = ["STEADY_KEYS", "area_in_system", "steady_metrics", "steady_window"]
+
+LATENCY_STATS = ("mean", "median", "p90", "p95", "p99")
+STEADY_KEYS = tuple(f"steady.{k}" for k in (
+    "window_start_s", "window_end_s", "duration", "completed", "request_throughput", "output_throughput",
+    "total_token_throughput", "mean_in_system", "departure_rate", "mean_sojourn_s", "little_error",
+    "little_bound", *(f"{s}_{m}_ms" for m in ("ttft", "tpot", "e2el") for s in LATENCY_STATS)))
+"""Every ``steady.*`` key, in the order reported."""
 
 
 def steady_window(arrival: np.ndarray, warmup: int) -> tuple[float, float] | None:
@@ -54,11 +65,17 @@ def area_in_system(arrival: np.ndarray, end: np.ndarray, t0: float, t1: float) -
 
 
 def _nan_block() -> dict[str, Any]:
-    keys = ("window_start_s", "window_end_s", "duration", "completed", "request_throughput",
-            "output_throughput", "total_token_throughput", "mean_in_system", "departure_rate",
-            "mean_sojourn_s", "little_error", "little_bound", "median_ttft_ms", "p99_ttft_ms",
-            "median_e2el_ms", "p99_e2el_ms")
-    return {f"steady.{k}": math.nan for k in keys}
+    return dict.fromkeys(STEADY_KEYS, math.nan)
+
+
+def _latency_stats(name: str, values_ms: np.ndarray) -> dict[str, float]:
+    if values_ms.size == 0:
+        return {f"steady.{s}_{name}_ms": math.nan for s in LATENCY_STATS}
+    return {
+        f"steady.mean_{name}_ms": float(np.mean(values_ms)),
+        f"steady.median_{name}_ms": float(np.median(values_ms)),
+        **{f"steady.p{q}_{name}_ms": float(np.percentile(values_ms, q)) for q in (90, 95, 99)},
+    }
 
 
 def steady_metrics(arrival: np.ndarray, first_token: np.ndarray, end: np.ndarray, completed: np.ndarray,
@@ -82,13 +99,11 @@ def steady_metrics(arrival: np.ndarray, first_token: np.ndarray, end: np.ndarray
     age0 = float(np.max(t0 - arrival[inside_t0])) if np.any(inside_t0) else 0.0
     age1 = float(np.max(t1 - np.maximum(arrival[inside_t1], t0))) if np.any(inside_t1) else 0.0
     bound = (int(np.sum(inside_t0)) * age0 + int(np.sum(inside_t1)) * age1) / span
-    e2el = (end - arrival)[done] * 1e3
-    ttft = (first_token - arrival)[done] * 1e3
+    cohort = (arrival >= t0) & (arrival <= t1) & completed
+    multi = cohort & (output > 1)
+    tpot = ((end - first_token) / np.maximum(output - 1, 1))[multi] * 1e3
     tokens_out = int(np.sum(output[done]))
     tokens_in = int(np.sum(prompt[done]))
-
-    def pct(values: np.ndarray, q: float) -> float:
-        return float(np.percentile(values, q)) if values.size else math.nan
 
     return {
         "steady.window_start_s": t0,
@@ -103,8 +118,7 @@ def steady_metrics(arrival: np.ndarray, first_token: np.ndarray, end: np.ndarray
         "steady.mean_sojourn_s": w,
         "steady.little_error": (rate * w / mean_in - 1.0) if mean_in > 0 and sojourn.size else math.nan,
         "steady.little_bound": bound,
-        "steady.median_ttft_ms": pct(ttft, 50),
-        "steady.p99_ttft_ms": pct(ttft, 99),
-        "steady.median_e2el_ms": pct(e2el, 50),
-        "steady.p99_e2el_ms": pct(e2el, 99),
+        **_latency_stats("ttft", (first_token - arrival)[cohort] * 1e3),
+        **_latency_stats("tpot", tpot),
+        **_latency_stats("e2el", (end - arrival)[cohort] * 1e3),
     }
