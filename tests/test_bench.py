@@ -168,3 +168,18 @@ def test_open_loop_traffic_keys_follow_the_swept_rate() -> None:
     for rate in (1.0, 8.0):
         point = with_override(base, "workload.arrival.rate_per_s", rate)
         assert traffic(point) == {"request_rate": rate, "burstiness": 0.5, "max_concurrency": None}
+
+
+def test_a_point_without_its_requests_is_written_as_without_save_detailed(written) -> None:
+    from sim.results.bench import DETAIL_KEY, point_bench
+
+    out, results = written
+    result = results[0]
+    row = {**result.row(), "notes": result.notes}
+    assert DETAIL_KEY not in row
+    point = with_override(_scenario(), "workload.arrival.users", result.sweep["workload.arrival.users"])
+    doc = point_bench(point, row, dt.datetime.now().astimezone())
+    full = _bench(out, result.sweep["workload.arrival.users"])
+    lists = {"input_lens", "output_lens", "ttfts", "itls", "generated_texts", "errors"}
+    assert set(full) - set(doc) == lists
+    assert all(doc[k] == full[k] for k in doc if k not in ("date", "servesim"))

@@ -80,7 +80,8 @@ def _point_row(scenario: Scenario, index: int, sweep: dict[str, Any], fast: bool
     from sim.results.bench import DETAIL_KEY, request_detail
 
     result = run_server(scenario, index, fast=fast, sweep=sweep)
-    return {**result.row(), "notes": result.notes, DETAIL_KEY: request_detail(result.recorder)}
+    detail = request_detail(result.recorder)
+    return {**result.row(), "notes": result.notes, **({DETAIL_KEY: detail} if detail is not None else {})}
 
 
 def _run_points(scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1) -> list[dict[str, Any]]:

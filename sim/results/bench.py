@@ -55,9 +55,17 @@ STAT_NAMES = ("ttft", "tpot", "itl", "e2el")
 STAT_PREFIXES = ("mean", "median", "std", "p90", "p95", "p99")
 
 
-def request_detail(rec: Recorder) -> dict[str, list[Any]]:
-    """Per-request columns a bench file needs, as JSON-able lists (in arrival-id order)."""
+DETAIL_LIMIT = 200_000
+"""Runs with more requests keep no per-request lists (they travel with the row between processes
+and into the point files): their bench files are what vLLM writes without ``--save-detailed``."""
+
+
+def request_detail(rec: Recorder) -> dict[str, list[Any]] | None:
+    """Per-request columns a bench file needs, as JSON-able lists (in arrival-id order); None
+    above :data:`DETAIL_LIMIT` requests."""
     n = rec.num_arrived
+    if n > DETAIL_LIMIT:
+        return None
     return {
         "input_lens": rec.prompt_tokens[:n].tolist(),
         "generated": rec.generated[:n].tolist(),
@@ -124,7 +132,7 @@ def bench_document(
     if DETAIL_KEY in row:
         lists, itl_note = _lists(row[DETAIL_KEY], timeout_s)
     else:  # a row saved without its requests: the file is what vLLM writes without --save-detailed
-        lists, itl_note = {}, "no per-request lists: the point was saved without them"
+        lists, itl_note = {}, f"no per-request lists: more than {DETAIL_LIMIT} requests, or a point saved without them"
     doc: dict[str, Any] = {
         "date": date.strftime("%Y%m%d-%H%M%S"),
         "endpoint_type": "openai",
