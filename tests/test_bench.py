@@ -23,6 +23,7 @@ from sim.scenario import with_override
 from sim.simulation import run
 from sim.traces import read_trace
 from tests.helpers import tiny_scenario
+from tests.vllm_reference import vllm_peaks
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "vllm_bench_0.12_layout.json"
@@ -55,29 +56,6 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
 
 def _bench(out: Path, users: int) -> dict:
     return json.loads((out / "bench" / f"paged_batching_users{users}.json").read_text())
-
-
-def _vllm_peaks(start: list[float], ttfts: list[float], itls: list[list[float]], latency: list[float]) -> tuple[float, int]:
-    """vLLM's own loop (vllm/benchmarks/serve.py, calculate_metrics, v0.12.0, Apache-2.0),
-    transcribed over the successful requests' start, ttft, itl and latency."""
-    min_start_time = min(start)
-    max_end_time = max(s + lat for s, lat in zip(start, latency, strict=True))
-    duration_seconds = int(np.ceil(max_end_time - min_start_time)) + 1
-    tokens_per_second = np.zeros(duration_seconds)
-    concurrent_requests_per_second = np.zeros(duration_seconds)
-    for s, ttft, itl, lat in zip(start, ttfts, itls, latency, strict=True):
-        token_times = [s + ttft]
-        current_time = token_times[0]
-        for itl_value in itl:
-            current_time += itl_value
-            token_times.append(current_time)
-        for token_time in token_times:
-            second_bucket = int(token_time - min_start_time)
-            if 0 <= second_bucket < duration_seconds:
-                tokens_per_second[second_bucket] += 1
-        for second in range(int(s - min_start_time), int((s + lat) - min_start_time) + 1):
-            concurrent_requests_per_second[second] += 1
-    return float(np.max(tokens_per_second)), int(np.max(concurrent_requests_per_second))
 
 
 def test_fixture_reads_as_a_vllm_bench_trace() -> None:
@@ -155,7 +133,7 @@ def test_peaks_equal_vllms_loop_over_the_written_lists(written) -> None:
         ok = [i for i, e in enumerate(doc["errors"]) if not e]
         start = rec.arrival_s[ok].tolist()
         latency = (rec.finish_s[ok] - rec.arrival_s[ok]).tolist()
-        peaks = _vllm_peaks(start, [doc["ttfts"][i] for i in ok], [doc["itls"][i] for i in ok], latency)
+        peaks = vllm_peaks(start, [doc["ttfts"][i] for i in ok], [doc["itls"][i] for i in ok], latency)
         assert peaks == (doc["max_output_tokens_per_s"], doc["max_concurrent_requests"])
         assert peaks == (result.metrics["max_output_tokens_per_s"], result.metrics["max_concurrent_requests"])
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sim.metrics.peaks import peak_buckets
 from sim.results.plots import PLOTS, plot_metric, run_title, save_standard_plots
 from sim.results.table import MIN_COMPLETED, point_warnings, table_rows
 from sim.scenario import load_scenario
+from tests.vllm_reference import vllm_peaks
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = "workload.arrival.users"
@@ -73,3 +76,14 @@ def test_peaks_of_evenly_spaced_tokens() -> None:
                                       np.array([3, 1]))
     assert (tokens, concurrent) == (2.0, 2)
     assert peak_buckets(np.array([]), np.array([]), np.array([]), np.array([], dtype=int)) == (0.0, 0)
+
+
+@given(st.lists(st.tuples(st.floats(0, 30), st.floats(0, 3), st.floats(0, 20), st.integers(1, 400)),
+                min_size=1, max_size=25))
+def test_peaks_equal_vllms_loop(requests) -> None:
+    start, ttft, decode, tokens = (np.array(col) for col in zip(*requests, strict=True))
+    first, end = start + ttft, start + ttft + decode
+    gaps = np.where(tokens > 1, (end - first) / np.maximum(tokens - 1, 1), 0.0)
+    itls = [[float(g)] * (int(k) - 1) for g, k in zip(gaps, tokens, strict=True)]
+    expected = vllm_peaks(start.tolist(), (first - start).tolist(), itls, (end - start).tolist())
+    assert peak_buckets(start, first, end, tokens) == expected
