@@ -15,7 +15,12 @@ from sim.recorder import Recorder
 from sim.requests import Phase, Request, Status
 from sim.scenario import ScenarioError
 from sim.servers.paged import PagedPolicy
-from sim.servers.speculative import Acceptance, SpeculativePagedScheduler, SpecPolicy, mean_tokens_per_step
+from sim.servers.speculative import (
+    Acceptance,
+    SpecPolicy,
+    SpeculativePagedScheduler,
+    mean_tokens_per_step,
+)
 from sim.simulation import _build, resolve_servers, run_server, scenario_workload, simulate
 from sim.workload import make_client
 from tests.helpers import assert_matches_theory, tiny_scenario
@@ -36,11 +41,11 @@ def _assert_identical(a: Recorder, b: Recorder) -> None:
 
 
 def _busy(server: dict, seed: int = 0, **kw: object):
-    defaults: dict = dict(
-        step_s=None, seed=seed, arrival={"kind": "poisson", "rate_per_s": 6.0}, num_requests=120,
-        prompt={"kind": "uniform", "low": 8, "high": 700}, output={"kind": "uniform", "low": 1, "high": 150},
-        timeout_s=30.0,
-    )
+    defaults: dict = {
+        "step_s": None, "seed": seed, "arrival": {"kind": "poisson", "rate_per_s": 6.0}, "num_requests": 120,
+        "prompt": {"kind": "uniform", "low": 8, "high": 700}, "output": {"kind": "uniform", "low": 1, "high": 150},
+        "timeout_s": 30.0,
+    }
     return tiny_scenario(server, **{**defaults, **kw})
 
 

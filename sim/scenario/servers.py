@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -144,7 +145,7 @@ def _check_acceptance(rate: float | None, rates: list[float] | None, prefix: str
     if rates is not None:
         if not rates or any(not 0 <= r <= 1 for r in rates):
             raise ValueError(f"{prefix}acceptance_rates must be a non-empty list of probabilities in [0, 1]")
-        if any(b > a for a, b in zip(rates, rates[1:], strict=False)):
+        if any(b > a for a, b in pairwise(rates)):
             raise ValueError(
                 f"{prefix}acceptance_rates are P(the first i drafts are all accepted), so they cannot "
                 f"increase with i; got {rates}"

@@ -138,13 +138,13 @@ def _apply(decode: DecodeSet, members: list[tuple[Request, int]], acceptance: Ac
             continue
         accepted = acceptance.accept(k)
         left = request.output_tokens - decode.generated(request)
-        extra = accepted if accepted < left - 1 else left - 1
+        extra = min(left - 1, accepted)
         if extra > 0:
             key = request.key + extra
             event = n + left - extra
             if slot_tokens > 0:
                 limit = slot_tokens - key + 1
-                event = limit if limit < event else event
+                event = min(event, limit)
             decode.rekey(request, key, event)
 
 
@@ -195,7 +195,7 @@ class SpeculativePagedScheduler(PagedScheduler):
                 k = 0
                 if spec.num_tokens and spare > 0 and self.acceptance.proposes():
                     k = min(spec.num_tokens, spare, p.max_model_len - 2 - stored)
-                    k = k if k > 0 else 0
+                    k = max(0, k)
                 chunk = 1 + k
                 need = _blocks(stored + chunk + spec.lookahead, bs) - request.blocks
             else:
@@ -204,7 +204,7 @@ class SpeculativePagedScheduler(PagedScheduler):
                     break
                 k = 0
                 need = self._prompt_need(request, chunk)
-            need = need if need > 0 else 0
+            need = max(0, need)
             while need > pool.num_free:
                 victim = next(reversed(self.running.values()))
                 self._preempt(victim)
