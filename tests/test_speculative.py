@@ -21,6 +21,7 @@ from sim.servers.speculative import (
     SpeculativePagedScheduler,
     mean_tokens_per_step,
 )
+from sim.shapes import BatchShape
 from sim.simulation import _build, resolve_servers, run_server, scenario_workload, simulate
 from sim.workload import make_client
 from tests.helpers import assert_matches_theory, tiny_scenario
@@ -242,6 +243,33 @@ def _throughput(server: dict, users: int, seed: int) -> float:
     sc = tiny_scenario(server, step_s=None, seed=seed, arrival={"kind": "closed_loop", "users": users},
                        prompt=256, output=128, num_requests=max(40, 3 * users), warmup=users)
     return run_server(sc).metrics["output_throughput"]
+
+
+def test_one_user_speedup_is_tokens_per_step_times_the_pass_time_ratio() -> None:
+    # One request at a time: the decode-time ratio is E[A + 1] x t_decode / t_speculative_step
+    # (Leviathan et al.'s wall-time factor, with this cost model's pass times at the run's mean
+    # context; the pass time is affine in the context, so the mean context gives the mean time).
+    prompt, output = 256, 1025
+    spec_server = {**VLLM, "speculative_config": {"method": "eagle3", "num_speculative_tokens": 3}}
+
+    def one(server: dict, seed: int = 0):
+        return tiny_scenario(server, prompt=prompt, output=output, num_requests=1, step_s=None, seed=seed)
+
+    resolved = resolve_servers(one(spec_server))[0]
+    assert resolved.speculative is not None and resolved.cost is not None
+    c = prompt + output / 2
+    t_decode = resolved.cost.step_time(BatchShape(num_decode_seqs=1, num_context_tokens=int(c)))
+    t_spec = resolved.cost.step_time(BatchShape(
+        num_decode_seqs=1, num_context_tokens=int(c), num_spec_tokens=3, spec_attention_pairs=3 * c + 6,
+        num_drafting_seqs=1, draft_depth=3, drafting_context_tokens=int(c)))
+    expected = mean_tokens_per_step(resolved.speculative.accept_at_least) * t_decode / t_spec
+    base = run_server(one(VLLM)).recorder
+    base_decode = base.finish_s[0] - base.first_token_s[0]
+    ratios = []
+    for seed in range(5):
+        rec = run_server(one(spec_server, seed)).recorder
+        ratios.append(base_decode / (rec.finish_s[0] - rec.first_token_s[0]))
+    assert_matches_theory(ratios, expected, z=4.0, rel_bias=0.01)
 
 
 def test_speedup_shrinks_and_reverses_as_batches_grow() -> None:
