@@ -98,7 +98,8 @@ def _notes(prefix: str, policy: SpecPolicy, method: str, given: bool, default: A
         f"{prefix}num_tokens": policy.num_tokens,
         f"{prefix}accept_at_least": [round(p, 4) for p in policy.accept_at_least],
         f"{prefix}proposal_rate": policy.draft_probability,
-        f"{prefix}mean_tokens_per_step": round(mean_tokens_per_step(policy.accept_at_least), 4),
+        f"{prefix}mean_tokens_per_step": round(  # (a step without a draft gives one token)
+            1 + policy.draft_probability * (mean_tokens_per_step(policy.accept_at_least) - 1), 4),
         f"{prefix}acceptance_source": "scenario" if given else default.source,
     }
 
