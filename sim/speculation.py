@@ -114,11 +114,14 @@ def vllm_drafting(config: SpeculativeConfig, model: ModelSpec) -> Drafting | Non
     survival = accept_at_least(k, config.acceptance_rate, config.acceptance_rates, default)
     proposal = config.proposal_rate if config.proposal_rate is not None else default.proposal_rate
     drafter = None if method == "ngram" else eagle_head(model) if method.startswith("eagle") else get_model(config.model or "")
-    policy = SpecPolicy(k, survival, proposal, lookahead=0 if method == "ngram" else k)
+    rows = tuple((a, b, c) for a, b, c in config.num_speculative_tokens_per_batch_size or ())
+    policy = SpecPolicy(k, survival, proposal, lookahead=0 if method == "ngram" else k, tokens_by_batch=rows)
     given = config.acceptance_rate is not None or config.acceptance_rates is not None
     notes = _notes("spec_", policy, method, given, default)
     if config.model:
         notes["spec_model"] = config.model
+    if rows:
+        notes["spec_tokens_by_batch"] = [list(row) for row in rows]
     return Drafting(policy, method, drafter, False, notes)
 
 

@@ -284,6 +284,29 @@ def test_speedup_shrinks_and_reverses_as_batches_grow() -> None:
     assert np.mean(speedups[1]) > np.mean(speedups[16]) > np.mean(speedups[512])
 
 
+def test_dynamic_draft_length_keeps_the_low_load_gain_and_drops_the_high_load_loss() -> None:
+    # vLLM's num_speculative_tokens_per_batch_size: 3 drafts up to 64 running requests, none above.
+    static = {**VLLM, "speculative_config": {"method": "eagle3", "num_speculative_tokens": 3}}
+    dynamic = {**VLLM, "speculative_config": {"method": "eagle3", "num_speculative_tokens": 3,
+                                              "num_speculative_tokens_per_batch_size": [[1, 64, 3], [65, 4096, 0]]}}
+    assert _throughput(dynamic, 1, 0) == _throughput(static, 1, 0)
+    base, fixed, adaptive = (_throughput(s, 512, 0) for s in (VLLM, static, dynamic))
+    assert fixed < base and adaptive > fixed and adaptive == pytest.approx(base, rel=0.02)
+
+
+def test_a_batch_table_of_zeros_is_no_speculation() -> None:
+    # n-gram (free drafting, no KV lookahead) with k = 0 at every batch size: the same run as
+    # without speculation, to rounding (every pass is priced whole instead of as a decode line).
+    server = {**VLLM, "max_num_seqs": 16}
+    option = {"speculative_config": {"method": "ngram", "num_speculative_tokens": 4,
+                                     "num_speculative_tokens_per_batch_size": [[1, 16, 0]]}}
+    plain, spec = run_server(_busy(server), fast=False), run_server(_busy({**server, **option}), fast=False)
+    for col in COLUMNS:
+        np.testing.assert_allclose(getattr(plain.recorder, col), getattr(spec.recorder, col), rtol=1e-9,
+                                   equal_nan=True, err_msg=col)
+    assert spec.metrics["spec_decode_num_drafts"] == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------
@@ -297,6 +320,8 @@ BAD = [
     ({"engine": "vllm", "speculative_config": {"method": "eagle", "num_speculative_tokens": 40}}, "num_speculative_tokens"),
     ({"engine": "vllm", "version": "0.6.0", "speculative_config": {"method": "ngram", "num_speculative_tokens": 3}},
      "version >= 0.8"),
+    ({"engine": "vllm", "speculative_config": {"method": "eagle", "num_speculative_tokens": 2,
+                                               "num_speculative_tokens_per_batch_size": [[1, 8, 3]]}}, "per_batch_size"),
     ({"engine": "llama.cpp", "draft_max": 4}, "need model_draft"),
     ({"engine": "ollama", "model_draft": "llama-3.2-1b"}, "unknown field"),
 ]

@@ -179,6 +179,10 @@ class SpeculativeConfig(Spec):
     proposal_rate: float | None = Field(gt=0, le=1, default=None)
     """Fraction of steps that propose drafts at all (ngram: steps whose prompt lookup finds a
     match). Default: 1 for model drafters, the published match rate for ngram."""
+    num_speculative_tokens_per_batch_size: list[tuple[int, int, int]] | None = None
+    """vLLM's dynamic speculation (2026): ``[first, last, k]`` rows, e.g. ``[[1, 64, 3], [65,
+    128, 1], [129, 1024, 0]]``: k drafts while first <= running requests <= last;
+    num_speculative_tokens outside every row."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -190,6 +194,12 @@ class SpeculativeConfig(Spec):
             raise ValueError("method draft_model needs model: the draft model's catalog id (e.g. llama-3.2-1b)")
         if method == "ngram" and self.model:
             raise ValueError("method ngram drafts from the prompt and takes no model; remove model")
+        for first, last, k in self.num_speculative_tokens_per_batch_size or []:
+            if not 1 <= first <= last or not 0 <= k <= self.num_speculative_tokens:
+                raise ValueError(
+                    f"num_speculative_tokens_per_batch_size row {[first, last, k]}: need 1 <= first <= last "
+                    f"and 0 <= k <= num_speculative_tokens ({self.num_speculative_tokens})"
+                )
         return self
 
     @property

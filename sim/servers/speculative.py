@@ -66,6 +66,16 @@ class SpecPolicy:
     """KV slots reserved beyond the verified tokens (vLLM: ``k`` for EAGLE and draft models)."""
     min_tokens: int = 0
     """Drafts shorter than this are dropped (llama.cpp ``--draft-min``)."""
+    tokens_by_batch: tuple[tuple[int, int, int], ...] = ()
+    """vLLM's ``num_speculative_tokens_per_batch_size``: ``(first, last, k)`` rows, the draft
+    length while ``first <= running requests <= last``; ``num_tokens`` outside every row."""
+
+    def tokens_at(self, batch: int) -> int:
+        """Draft tokens per sequence at this batch size."""
+        for first, last, k in self.tokens_by_batch:
+            if first <= batch <= last:
+                return k
+        return self.num_tokens
 
 
 def mean_tokens_per_step(accept_at_least: tuple[float, ...] | list[float]) -> float:
@@ -171,16 +181,19 @@ class SpeculativePagedScheduler(PagedScheduler):
         self._preempted_now = False
         chunks: list[tuple[Request, int]] = []
         members: list[tuple[Request, int]] = []
-        budget = self._schedule_running_spec(chunks, members)
+        k = self.spec.tokens_at(len(self.running)) if self.spec.tokens_by_batch else self.spec.num_tokens
+        budget = self._schedule_running_spec(chunks, members, k)
         if not self._preempted_now:
             self._schedule_waiting(chunks, budget, now)
         decode = self.decode
         if not chunks and decode.num_seqs == 0:
             return None
-        drafts = _draft_pass(decode, members, self.spec.num_tokens) if self.spec.num_tokens else None
+        drafts = _draft_pass(decode, members, k) if self.spec.num_tokens else None
         return Step(chunks, True, decode.num_seqs, decode.context_tokens, drafts)
 
-    def _schedule_running_spec(self, chunks: list[tuple[Request, int]], members: list[tuple[Request, int]]) -> int:
+    def _schedule_running_spec(
+        self, chunks: list[tuple[Request, int]], members: list[tuple[Request, int]], num_tokens: int
+    ) -> int:
         """vLLM's running loop: each decode takes ``1 + k`` tokens and its blocks (with lookahead);
         preempts from the tail of the running list when blocks run out."""
         decode, pool, p, spec = self.decode, self.pool, self.policy, self.spec
@@ -193,8 +206,8 @@ class SpeculativePagedScheduler(PagedScheduler):
             if request.phase == Phase.DECODE:
                 stored = decode.stored_tokens(request)
                 k = 0
-                if spec.num_tokens and spare > 0 and self.acceptance.proposes():
-                    k = min(spec.num_tokens, spare, p.max_model_len - 2 - stored)
+                if num_tokens and spare > 0 and self.acceptance.proposes():
+                    k = min(num_tokens, spare, p.max_model_len - 2 - stored)
                     k = max(0, k)
                 chunk = 1 + k
                 need = _blocks(stored + chunk + spec.lookahead, bs) - request.blocks
