@@ -300,3 +300,31 @@ class ModelSpec(_Spec):
         if self.moe is None or self.moe.expert_bits_per_weight is None:
             return fmt.bits_per_weight
         return min(fmt.bits_per_weight, self.moe.expert_bits_per_weight)
+
+    def stage_params(self, start: int, stop: int) -> tuple[float, float, int]:
+        """Layers ``[start, stop)`` (a pipeline stage): (parameters outside the routed experts,
+        their per-token GEMM weights, number of MoE layers). Over all layers the first is
+        ``num_layer_params - num_routed_expert_params`` and the second the active GEMM weights
+        less the routed experts'."""
+        count = stop - start
+        if self.moe is None:
+            moe_layers = 0
+        else:
+            dense = set(self.moe.dense_layers)
+            moe_layers = sum(1 for i in range(start, stop) if i not in dense)
+        active_experts = self.moe.experts_per_token * self.expert_matmul_params if self.moe else 0
+        matmul_other = self.num_layer_matmul_params - self.num_moe_layers * active_experts
+        params_other = self.num_layer_params - self.num_routed_expert_params
+        if self.moe is None:
+            return params_other * count / self.num_layers, matmul_other * count / self.num_layers, 0
+        dense_mlp = (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
+        router = self.hidden_size * self.moe.num_experts + (self.moe.num_experts if self.moe.expert_bias else 0)
+        moe_other = router + 3 * self.hidden_size * self.moe.shared_intermediate_size
+        moe_other_matmul = self.hidden_size * self.moe.num_experts + 3 * self.hidden_size * self.moe.shared_intermediate_size
+        n_dense = self.num_layers - self.num_moe_layers
+        common = (params_other - n_dense * dense_mlp - self.num_moe_layers * moe_other) / self.num_layers
+        common_mm = (matmul_other - n_dense * dense_mlp - self.num_moe_layers * moe_other_matmul) / self.num_layers
+        dense_here = count - moe_layers
+        params = count * common + dense_here * dense_mlp + moe_layers * moe_other
+        matmul = count * common_mm + dense_here * dense_mlp + moe_layers * moe_other_matmul
+        return params, matmul, moe_layers
