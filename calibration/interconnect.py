@@ -66,13 +66,35 @@ def _residuals(rel: np.ndarray) -> dict[str, float]:
             "max_pct": round(float(a.max()), 1)}
 
 
-def vidur_rows() -> list[dict[str, Any]]:
-    """One fitted row per (Vidur node, collective, group size, GPUs per node)."""
+def _vidur_groups() -> dict[tuple[str, str, int, int], list[tuple[float, float]]]:
+    """(node, collective, n, GPUs per node) -> [(bytes, seconds)] of Vidur's medians."""
     groups: dict[tuple[str, str, int, int], list[tuple[float, float]]] = defaultdict(list)
     with VIDUR.open() as f:
         for r in csv.DictReader(f):
             key = (r["node"], r["collective"], int(r["num_workers"]), int(r["devices_per_node"]))
             groups[key].append((float(r["size_bytes"]), float(r["median_ms"]) * 1e-3))
+    return groups
+
+
+def cross_check(row: dict[str, Any]) -> dict[str, float] | None:
+    """Residuals of an aiconfigurator row's parameters on Vidur's sweep of the same system and
+    group size (other NCCL version, other machine: a check, not a fit)."""
+    nodes = [node for node, (hw, link, _) in VIDUR_NODES.items() if hw == row["system"] and link == row["link"]]
+    if row["impl"] != "nccl" or not nodes:
+        return None
+    points = _vidur_groups().get((nodes[0], "all_reduce", row["n"], row["n"]))
+    if not points:
+        return None
+    sizes = np.array([p[0] for p in points])
+    times = np.array([p[1] for p in points])
+    n = row["n"]
+    predicted = row["alpha_us"] * 1e-6 + 2.0 * (n - 1) / n * sizes / (row["busbw_gb_s"] * 1e9)
+    return _residuals(predicted / times - 1.0)
+
+
+def vidur_rows() -> list[dict[str, Any]]:
+    """One fitted row per (Vidur node, collective, group size, GPUs per node)."""
+    groups = _vidur_groups()
     rows = []
     for (node, op, n, per_node), points in sorted(groups.items()):
         sizes = np.array([p[0] for p in points])
@@ -114,6 +136,8 @@ def aiconfigurator_rows() -> list[dict[str, Any]]:
             "preferred": True, "source": f"aiconfigurator {r['software']} ({doc['licence']})",
             "date": doc["date"], "points": 2, "residuals": None,
         })
+    for row in rows:
+        row["vidur_cross_check"] = cross_check(row)
     return rows
 
 
@@ -142,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in doc["rows"]:
         res = r["residuals"]
         tail = f"  residual median {res['median_pct']}% p90 {res['p90_pct']}% max {res['max_pct']}%" if res else ""
+        if r.get("vidur_cross_check"):
+            c = r["vidur_cross_check"]
+            tail += f"  on Vidur's sweep: median {c['median_pct']}% p90 {c['p90_pct']}% max {c['max_pct']}%"
         print(f"{r['system']:>16} {r['link']:>17} {r['impl']:>6} {r['op']:>10} n={r['n']:<2} "
               f"per-node={r['gpus_per_node']:<2} alpha {r['alpha_us']:7.2f} us busbw {r['busbw_gb_s']:6.1f} GB/s"
               f"{' *' if r['preferred'] else '  '}{tail}")
