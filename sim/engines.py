@@ -13,9 +13,18 @@ import re
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from sim.catalog import CatalogError, HardwareSpec, ModelSpec, WeightFormat, get_format, kv_dtype_bytes
+from sim.catalog import HardwareSpec, ModelSpec, WeightFormat, get_format, kv_dtype_bytes
+from sim.catalog.base import CatalogError
 from sim.costs import ConstantStepCost, LinearStepCost, RooflineStepCost, StepCost
-from sim.layouts import Layout, ollama_gpus, plan_layer_split, plan_row_split, plan_single, plan_vllm, step_cost
+from sim.layouts import (
+    Layout,
+    ollama_gpus,
+    plan_layer_split,
+    plan_row_split,
+    plan_single,
+    plan_vllm,
+    step_cost,
+)
 from sim.parallel import ParallelError
 from sim.profiles import CostProfile, select_profile
 from sim.scenario import (

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 
 import yaml
@@ -50,7 +50,7 @@ GGML_ACT_BYTES = 4.0
 """llama.cpp hands f32 activations from one device to the next (inferred, PARALLELISM.md §6.5)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def moe_layer_overhead_s() -> float:
     """Fixed seconds per MoE layer of the fused-MoE kernel, fitted on vLLM's kernel benchmark
     (``sim/catalog/moe_kernels.yaml``, written by ``python -m calibration.moe_kernels``)."""

@@ -19,8 +19,8 @@ __all__ = [
     "expected_distinct_ranks",
     "expert_probabilities",
     "get_pp_indices",
-    "kv_heads_per_gpu",
     "kv_head_replicas",
+    "kv_heads_per_gpu",
     "llama_cpp_layer_split",
     "max_rank_load",
 ]

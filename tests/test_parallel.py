@@ -8,6 +8,7 @@ GPU never falls below one head; every vLLM start-up refusal fires with its messa
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_allreduce_over_one_gpu_costs_nothing() -> None:
 def test_allreduce_tends_to_its_latency_as_bandwidth_grows(n: int) -> None:
     alpha, size = 7e-6, float(1 << 20)
     times = [AllReduce(n, alpha, bw).allreduce(size) for bw in (1e9, 1e11, 1e13, 1e15, math.inf)]
-    assert all(a > b for a, b in zip(times, times[1:-1]))
+    assert all(a > b for a, b in itertools.pairwise(times))
     assert times[-1] == alpha
     assert times[0] == pytest.approx(alpha + 2 * (n - 1) / n * size / 1e9)
     assert AllReduce(n, 0.0, math.inf).allreduce(size) == 0.0
@@ -114,9 +115,9 @@ def test_distinct_experts_closed_form() -> None:
     for e, k in [(8, 2), (128, 8), (256, 8), (64, 6)]:
         assert expected_distinct_experts(e, k, 1) == pytest.approx(k)
         values = [expected_distinct_experts(e, k, b) for b in range(1, 400)]
-        assert all(b > a for a, b in zip(values, values[1:]) if b < e - 1e-9)  # monotone
-        steps = [b - a for a, b in zip(values, values[1:])]
-        assert all(s2 <= s1 + 1e-12 for s1, s2 in zip(steps, steps[1:]))  # concave
+        assert all(b > a for a, b in itertools.pairwise(values) if b < e - 1e-9)  # monotone
+        steps = [b - a for a, b in itertools.pairwise(values)]
+        assert all(s2 <= s1 + 1e-12 for s1, s2 in itertools.pairwise(steps))  # concave
         assert expected_distinct_experts(e, k, 1e6) == pytest.approx(e)
         assert expected_distinct_experts(k, k, 5) == k
 

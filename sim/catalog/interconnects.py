@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 from typing import Any, Literal
 
@@ -58,7 +58,7 @@ class CollectiveFit:
     source: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def _links() -> tuple[dict[str, LinkSpec], dict[str, str]]:
     doc = yaml.safe_load(files("sim.catalog").joinpath("interconnects.yaml").read_text(encoding="utf-8"))
     links: dict[str, LinkSpec] = {}
@@ -71,7 +71,7 @@ def _links() -> tuple[dict[str, LinkSpec], dict[str, str]]:
     return links, dict(doc["default_links"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _collectives() -> tuple[dict[str, Any], ...]:
     doc = yaml.safe_load(files("sim.catalog").joinpath("collectives.yaml").read_text(encoding="utf-8"))
     return tuple(row for row in doc["rows"] if row["preferred"])
