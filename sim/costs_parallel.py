@@ -167,7 +167,9 @@ class ParallelStepCost:
         """Everything one micro-batch adds to the stage roofline: experts and collectives."""
         t = self.comm_time(tokens, seqs)
         if self.moe is not None:
-            t += self.moe.time(tokens * self.dp)
+            # experts are read once per physical pass (llama.cpp's ubatch splits a long prompt)
+            passes = max(1, -(-tokens // self.stage.max_pass_tokens))
+            t += passes * self.moe.time(tokens * self.dp / passes)
         return t
 
     def step_time(self, shape: BatchShape) -> float:

@@ -330,3 +330,59 @@ def test_llama_cpp_layer_split_is_one_device_plus_hops() -> None:
     for shape in DECODES:
         hop = split.send_alpha_s + shape.num_tokens * split.send_bytes_per_token / split.send_bytes_per_s
         assert split.step_time(shape) == pytest.approx(one.step_time(shape) + hop, rel=1e-12)
+
+
+# ---------------------------------------------------------------- fitted files are current
+def test_collectives_yaml_is_what_the_fit_writes() -> None:
+    import yaml
+
+    from calibration import interconnect
+
+    written = yaml.safe_load(Path(interconnect.OUT).read_text())
+    assert written == yaml.safe_load(yaml.safe_dump(interconnect.build(), sort_keys=False))
+
+
+def test_moe_kernel_fit_is_current_and_recovers_a_known_overhead() -> None:
+    import yaml
+
+    from calibration import moe_kernels
+
+    doc = yaml.safe_load(Path(moe_kernels.OUT).read_text())
+    assert doc["layer_overhead_us"] * 1e-6 == pytest.approx(moe_layer_overhead_s())
+    # synthetic table built from the model itself: the fit returns its parameters
+    batch = [1, 2, 4, 8, 16, 32, 64, 128]
+    times = [(25.0e-6 + expected_distinct_experts(64, 4, b) * 2e6 / 2.0e12) * 1e6 for b in batch]
+    fit = moe_kernels.fit_table({"id": "synthetic", "num_experts": 64, "top_k": 4, "expert_bytes": 2e6,
+                                 "batch": batch, "time_us": times})
+    assert fit["t0_us"] == pytest.approx(25.0, abs=0.01)
+    assert fit["bandwidth_tb_s"] == pytest.approx(2.0, abs=0.001)
+
+
+def test_allreduce_fit_recovers_alpha_and_bus_bandwidth() -> None:
+    import numpy as np
+
+    from calibration.interconnect import fit_alpha_busbw
+
+    sizes = np.geomspace(2048, 64 << 20, 40)
+    times = 12e-6 + 1.5 * sizes / 300e9
+    alpha, busbw, rel = fit_alpha_busbw(sizes, times, 1.5)
+    assert alpha == pytest.approx(12e-6, rel=1e-6) and busbw == pytest.approx(300e9, rel=1e-6)
+    assert np.abs(rel).max() < 1e-9
+
+
+def test_row_split_shards_weights_and_keeps_the_kv_on_the_main_gpu() -> None:
+    model = get_model("llama-3.1-70b")
+    row = resolve_server(LlamaCppSpec(ctx_size=4096, split_mode="row"), model, resolve_hardware("2x rtx-5090"))
+    layer = resolve_server(LlamaCppSpec(ctx_size=4096), model, resolve_hardware("2x rtx-5090"))
+    assert row.notes["split_mode"] == "row" and layer.notes["split_mode"] == "layer"
+    assert isinstance(row.cost, ParallelStepCost)
+    assert row.cost.stage.kv_bytes_per_token == pytest.approx(model.kv_bytes_per_token(2.0))
+    assert row.cost.tp.n == 2 and row.cost.tp.custom_max_bytes == 0.0
+
+
+def test_long_prompts_read_the_experts_once_per_ubatch() -> None:
+    cost = resolve_server(LlamaCppSpec(ctx_size=8192, ubatch_size=512), get_model("qwen3-30b-a3b"),
+                          resolve_hardware("rtx-4090")).cost
+    assert isinstance(cost, ParallelStepCost) and cost.moe is not None
+    one = cost.moe.time(512)
+    assert cost.extra_time(2048, 1) == pytest.approx(4 * one)
