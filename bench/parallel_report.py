@@ -31,6 +31,7 @@ def tp_table() -> None:
         except ValueError as err:
             print(f"| {tp} | — | refused: {str(err)[:90]}… | | | | | |")
             continue
+        assert r.cost is not None
         cells = []
         for b in (1, 64):
             shape = BatchShape(num_decode_seqs=b, num_context_tokens=b * 1024)
@@ -47,8 +48,11 @@ def moe_table() -> None:
         **mixtral.model_dump(), "id": "dense-12.9b", "moe": None,
         "intermediate_size": mixtral.moe.experts_per_token * mixtral.moe.expert_intermediate_size})
     node = resolve_hardware("2x h100-sxm")
-    costs = {name: resolve_server(VllmSpec(max_model_len=8192, tensor_parallel_size=2), m, node).cost
-             for name, m in (("mixtral", mixtral), ("dense", dense))}
+    costs = {}
+    for name, m in (("mixtral", mixtral), ("dense", dense)):
+        cost = resolve_server(VllmSpec(max_model_len=8192, tensor_parallel_size=2), m, node).cost
+        assert cost is not None
+        costs[name] = cost
     print(f"\n### Mixtral-8x7B (46.7 B, {mixtral.num_active_params / 1e9:.1f} B active) vs a dense model of the same "
           f"active size ({dense.num_params / 1e9:.1f} B), bf16, TP2 on H100 SXM, decode, context 512 per sequence\n")
     print("| batch | Mixtral ms | dense ms | ratio | Mixtral ms per token | dense ms per token |")
@@ -72,6 +76,7 @@ def ci_table() -> None:
         b, prompt, out = work["batch_size"], work["input_tokens"], work["output_tokens"]
         for key, mid, tp in runs:
             r = resolve_server(VllmSpec(max_model_len=4096, tensor_parallel_size=tp), get_model(mid), resolve_hardware(f"{tp}x {gpu}"))
+            assert r.cost is not None
             prefill = BatchShape(num_prefill_tokens=b * prompt, num_prefill_seqs=b, prefill_attention_pairs=b * prompt * (prompt + 1) / 2)
             total = r.cost.step_time(prefill) + r.cost.decode_line(b).run_time(b * (prompt + 1), b, out - 1)
             published = case["results"]["latency_ms"][key]["mean"] * 1e-3

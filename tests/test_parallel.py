@@ -386,3 +386,14 @@ def test_long_prompts_read_the_experts_once_per_ubatch() -> None:
     assert isinstance(cost, ParallelStepCost) and cost.moe is not None
     one = cost.moe.time(512)
     assert cost.extra_time(2048, 1) == pytest.approx(4 * one)
+
+
+def test_data_parallel_ranks_share_the_batch_and_each_bring_a_pool() -> None:
+    model = get_model("llama-3.1-8b")
+    one = resolve_server(VllmSpec(max_model_len=8192), model, resolve_hardware("h100-sxm"))
+    dp2 = resolve_server(VllmSpec(max_model_len=8192, data_parallel_size=2), model, resolve_hardware("2x h100-sxm"))
+    assert dp2.policy.num_blocks == 2 * one.policy.num_blocks  # type: ignore[union-attr]
+    assert dp2.policy.max_num_seqs == 2 * one.policy.max_num_seqs  # type: ignore[union-attr]
+    for seqs, context in ((8, 4000), (64, 64000)):
+        half = one.cost.decode_line(seqs // 2).at(context // 2)  # type: ignore[union-attr]
+        assert dp2.cost.step_time(BatchShape(num_decode_seqs=seqs, num_context_tokens=context)) == pytest.approx(half, rel=1e-12)

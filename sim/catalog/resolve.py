@@ -39,7 +39,7 @@ def resolve_hardware(hardware: str | dict[str, Any]) -> HardwareSpec:
                 return _node(hardware)
             spec = HardwareSpec.model_validate(hardware)
         elif (node := parse_node(hardware)) is not None:
-            spec = get_hardware(node[1]).model_copy(update={"count": node[0]})
+            spec = HardwareSpec.model_validate({**get_hardware(node[1]).model_dump(), "count": node[0]})
         else:
             spec = get_hardware(hardware)
         if spec.count > 1 or spec.interconnect:
