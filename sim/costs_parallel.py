@@ -130,6 +130,11 @@ class ParallelStepCost:
     dp: int = 1
     dp_group: AllReduce = AllReduce()
     """The MoE dispatch/combine group (all DP x TP ranks) when DP > 1."""
+    overlap_devices: int = 1
+    """llama.cpp's pipeline (PR #6017): a pass of P > 1 ubatches over a layer split of D devices
+    overlaps its ubatches, so its compute takes (P + D - 1) / (P D) of the one-after-another time
+    (the hops are not overlapped). 1: no overlap (vLLM; Ollama's runners; decode steps, which are
+    one ubatch)."""
     logit_bytes_per_seq: float = 0.0
     """Logits gathered from the TP ranks per sampled sequence (vocab x 4 B; 0 without TP)."""
     moe: MoeLayers | None = None
@@ -163,14 +168,17 @@ class ParallelStepCost:
             t += self.sends * (self.send_alpha_s + tokens * self.send_bytes_per_token / self.send_bytes_per_s)
         return t
 
+    def expert_time(self, tokens: int) -> float:
+        """The routed experts of one micro-batch, read once per physical pass (llama.cpp's ubatch
+        splits a long prompt), with every DP rank's tokens."""
+        if self.moe is None:
+            return 0.0
+        passes = max(1, -(-tokens // self.stage.max_pass_tokens))
+        return passes * self.moe.time(tokens * self.dp / passes)
+
     def extra_time(self, tokens: int, seqs: int) -> float:
         """Everything one micro-batch adds to the stage roofline: experts and collectives."""
-        t = self.comm_time(tokens, seqs)
-        if self.moe is not None:
-            # experts are read once per physical pass (llama.cpp's ubatch splits a long prompt)
-            passes = max(1, -(-tokens // self.stage.max_pass_tokens))
-            t += passes * self.moe.time(tokens * self.dp / passes)
-        return t
+        return self.comm_time(tokens, seqs) + self.expert_time(tokens)
 
     def step_time(self, shape: BatchShape) -> float:
         if shape.num_prefill_tokens == 0 and shape.num_prefill_seqs == 0:
@@ -181,7 +189,11 @@ class ParallelStepCost:
         m = self._micro(rank.num_decode_seqs + rank.num_prefill_seqs)
         micro = self._split(rank, m)
         seqs = micro.num_decode_seqs + micro.num_prefill_seqs
-        return self.pp * (self.stage.step_time(micro) + self.extra_time(micro.num_tokens, seqs))
+        compute = self.stage.step_time(micro) + self.expert_time(micro.num_tokens)
+        if self.overlap_devices > 1:
+            passes = max(1, -(-micro.num_tokens // self.stage.max_pass_tokens))
+            compute *= (passes + self.overlap_devices - 1) / (passes * self.overlap_devices)
+        return self.pp * (compute + self.comm_time(micro.num_tokens, seqs))
 
     def decode_line(self, num_seqs: int) -> DecodeLine:
         line = self._lines.get(num_seqs)

@@ -323,6 +323,7 @@ def step_cost(
         moe = dataclasses.replace(moe, layers=model.num_moe_layers)
     return ParallelStepCost(
         stage=stage, stage_layers=model.num_layers, hidden_bytes=hidden_bytes, sends=hops,
+        overlap_devices=len(layout.shares) if layout.engine == "llama.cpp" else 1,
         send_alpha_s=send_alpha, send_bytes_per_s=send_bw, send_bytes_per_token=model.hidden_size * GGML_ACT_BYTES,
         moe=moe,
     )

@@ -397,3 +397,17 @@ def test_data_parallel_ranks_share_the_batch_and_each_bring_a_pool() -> None:
     for seqs, context in ((8, 4000), (64, 64000)):
         half = one.cost.decode_line(seqs // 2).at(context // 2)  # type: ignore[union-attr]
         assert dp2.cost.step_time(BatchShape(num_decode_seqs=seqs, num_context_tokens=context)) == pytest.approx(half, rel=1e-12)
+
+
+def test_llama_cpp_overlaps_the_ubatches_of_a_long_prompt_across_its_devices() -> None:
+    model = get_model("llama-3.1-70b")
+    split = resolve_server(LlamaCppSpec(ctx_size=8192, ubatch_size=512), model, resolve_hardware("2x rtx-5090")).cost
+    assert isinstance(split, ParallelStepCost) and split.overlap_devices == 2
+    serial = replace(split, overlap_devices=1)
+    prompt = BatchShape(num_prefill_tokens=2048, num_prefill_seqs=1, prefill_attention_pairs=2048 * 1024.5)
+    hops = split.comm_time(2048, 1)
+    assert split.step_time(prompt) - hops == pytest.approx((serial.step_time(prompt) - hops) * (4 + 1) / (4 * 2), rel=1e-12)
+    short = BatchShape(num_prefill_tokens=300, num_prefill_seqs=1, prefill_attention_pairs=300 * 150.5)
+    assert split.step_time(short) == serial.step_time(short)  # one ubatch: nothing to overlap
+    ollama = resolve_server(OllamaSpec(version="0.12.0"), model, resolve_hardware("2x rtx-5090")).cost
+    assert isinstance(ollama, ParallelStepCost) and ollama.overlap_devices == 1
