@@ -76,6 +76,8 @@ class GpuShare:
     moe_layers: int
     first: bool
     last: bool
+    expert_bytes: float = 0.0
+    """Routed-expert weights resident on this GPU."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,9 @@ class Layout:
         return self.tp * self.pp * self.dp
 
     def heaviest(self) -> GpuShare:
-        """The share that takes longest per pass (most bytes read)."""
-        return max(self.shares, key=lambda s: (s.read_bytes + s.moe_layers, s.last))
+        """The share that takes longest per pass: most bytes read (its routed experts counted
+        whole, as a saturated batch reads them)."""
+        return max(self.shares, key=lambda s: (s.read_bytes + s.expert_bytes, s.last))
 
     def kv_blocks(self, free_bytes_per_gpu: list[float], block_size: int) -> int:
         """Blocks every worker can hold: the minimum over workers (vLLM ``get_kv_cache_configs``)."""
@@ -122,7 +125,7 @@ def _share(model: ModelSpec, fmt: WeightFormat, kv_elem_bytes: float, start: int
     kv = model.kv_bytes_per_token(kv_elem_bytes) * layers_share * kv_fraction
     return GpuShare(
         start, stop, body + expert_bytes + head + embed, kv, body + head, matmul / tp,
-        model.num_lm_head_params / tp if last else 0.0, moe_layers, first, last,
+        model.num_lm_head_params / tp if last else 0.0, moe_layers, first, last, expert_bytes,
     )
 
 
