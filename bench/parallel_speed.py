@@ -7,6 +7,8 @@ import time
 
 from sim.scenario import parse_scenario
 from sim.simulation import run
+
+
 def sc(model, hw, server, n=3000):
     return parse_scenario({"name":"s","model":model,"hardware":hw,"workload":{"arrival":{"kind":"poisson","rate_per_s":20.0},
       "prompt_tokens":{"kind":"fixed","value":256},"output_tokens":{"kind":"fixed","value":128},"num_requests":n},"servers":[server]})
