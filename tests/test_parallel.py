@@ -411,3 +411,32 @@ def test_llama_cpp_overlaps_the_ubatches_of_a_long_prompt_across_its_devices() -
     assert split.step_time(short) == serial.step_time(short)  # one ubatch: nothing to overlap
     ollama = resolve_server(OllamaSpec(version="0.12.0"), model, resolve_hardware("2x rtx-5090")).cost
     assert isinstance(ollama, ParallelStepCost) and ollama.overlap_devices == 1
+
+
+def test_qwen2_moe_config_counts_shared_experts(tmp_path: Path) -> None:
+    """Qwen1.5-MoE-A2.7B's shape (60 experts of 1408, 4 active, shared expert 5632): the model card
+    states 14.3 B parameters, 2.7 B active."""
+    import json
+
+    config = {"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
+              "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 151936,
+              "max_position_embeddings": 8192, "num_experts": 60, "num_experts_per_tok": 4,
+              "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632, "decoder_sparse_step": 1,
+              "mlp_only_layers": [], "tie_word_embeddings": False}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    model = model_from_hf_config(path)
+    assert model.num_params == pytest.approx(14.3e9, rel=0.01)
+    assert model.num_active_params == pytest.approx(2.7e9, rel=0.02)
+    assert model.attention_bias
+    sparse = model_from_hf_config(_write(tmp_path / "b", {**config, "decoder_sparse_step": 2}))
+    assert sparse.num_moe_layers == 12  # layers 1, 3, 5, ...: (layer + 1) % 2 == 0
+
+
+def _write(directory: Path, config: dict) -> Path:
+    import json
+
+    directory.mkdir()
+    path = directory / "config.json"
+    path.write_text(json.dumps(config))
+    return path
