@@ -84,6 +84,22 @@ CostSpec = Annotated[
 ]
 
 
+class FrontendSpec(Spec):
+    """Costs outside the forward pass (API layer, tokenisation, streaming): sim/frontend.py."""
+
+    profile: str | None = None
+    """Front-end profile id (calibration/profiles/frontend/), or none; default: the fitted
+    profile for the engine, version and hardware class (engines), none (bare architectures)."""
+    request_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per request before the engine sees it (not occupying the engine)."""
+    serial: bool | None = None
+    """Override: request_s served by one worker, first come first served (vLLM's API process)."""
+    token_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per sampled sequence per pass, inside the engine loop."""
+    step_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per pass, inside the engine loop."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Servers
 # ---------------------------------------------------------------------------------------------
@@ -100,11 +116,13 @@ class ServerCommon(Spec):
     """How long a forward pass takes."""
     threads: int | None = Field(ge=1, default=None)
     """CPU threads the engine computes with (CPU serving: picks the profile measured with them)."""
+    frontend: FrontendSpec | None = None
+    """Per-request costs outside the forward pass (default: the engine's fitted front end)."""
 
     @property
     def label(self) -> str:
         """Name shown in results."""
-        return self.name or getattr(self, "engine", None) or getattr(self, "kind")
+        return self.name or getattr(self, "engine", None) or self.kind
 
 
 class OllamaSpec(ServerCommon):
