@@ -139,6 +139,7 @@ def build_cost(
                 max_pass_tokens=max_pass_tokens,
                 lm_head_on_every_prompt_token=getattr(spec, "logits_all", False),
                 per_kernel=hardware.kind != "cpu",
+                decode_scale=p.decode_scale_table(),
             ), profile
         case _:
             assert_never(cost)

@@ -8,6 +8,8 @@ match wins, so a GPU nobody measured still gets its hardware class's prior.
 
 from __future__ import annotations
 
+import itertools
+import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CostParams", "CostProfile", "load_profiles", "select_profile"]
+__all__ = ["CostParams", "CostProfile", "decode_scale_table", "load_profiles", "select_profile"]
 
 
 class CostParams(BaseModel):
@@ -34,6 +36,32 @@ class CostParams(BaseModel):
     """Fixed seconds per physical forward pass (launches, scheduling, synchronisation)."""
     seq_overhead_s: float = Field(ge=0)
     """Seconds per sequence in a pass (sampling, detokenisation, bookkeeping)."""
+    decode_batch_scale: dict[int, float] | None = None
+    """Multiplier of the GEMM time of a pure decode pass of ``n`` sequences, by ``n`` (knots;
+    1 at n = 1; interpolated in log2 n between knots, the last one beyond): llama.cpp's
+    small-batch kernels do not follow the roofline (fitted on batched-bench rows)."""
+
+    def decode_scale_table(self) -> tuple[float, ...]:
+        """``decode_batch_scale`` as a dense table for n = 1..largest knot (empty when none)."""
+        return decode_scale_table(self.decode_batch_scale)
+
+
+def decode_scale_table(knots: dict[int, float] | None) -> tuple[float, ...]:
+    """Dense multipliers for n = 1..max(knots): 1 at n = 1 unless given, linear in log2 n
+    between knots."""
+    if not knots:
+        return ()
+    points = sorted({1: 1.0, **{int(k): float(v) for k, v in knots.items()}}.items())
+    table = []
+    for n in range(1, points[-1][0] + 1):
+        for (n0, f0), (n1, f1) in itertools.pairwise(points):
+            if n0 <= n <= n1:
+                w = (math.log2(n) - math.log2(n0)) / (math.log2(n1) - math.log2(n0))
+                table.append(f0 + w * (f1 - f0))
+                break
+        else:
+            table.append(points[0][1])
+    return tuple(table)
 
 
 class CostProfile(BaseModel):

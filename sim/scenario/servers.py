@@ -33,6 +33,8 @@ class RooflineCostSpec(Spec):
     """Override: fixed seconds per physical forward pass."""
     seq_overhead_s: float | None = Field(ge=0, default=None)
     """Override: seconds per sequence in a pass (sampling, bookkeeping)."""
+    decode_batch_scale: dict[int, float] | None = None
+    """Override: GEMM-time multiplier of a pure decode pass by its number of sequences (knots)."""
 
 
 class ConstantCostSpec(Spec):
