@@ -16,7 +16,7 @@ from typing import assert_never
 from sim.catalog import HardwareSpec, ModelSpec, WeightFormat, get_format, kv_dtype_bytes
 from sim.costs import ConstantStepCost, LinearStepCost, RooflineStepCost, StepCost
 from sim.frontend import FRONTEND_NONE, FrontendCost, select_frontend
-from sim.profiles import CostProfile, select_profile
+from sim.profiles import CostProfile, select_for_threads, select_profile
 from sim.scenario import (
     ConstantCostSpec,
     LinearCostSpec,
@@ -116,10 +116,18 @@ def build_cost(
         case SampledServiceSpec():
             return None, None
         case RooflineCostSpec():
-            try:
-                profile = select_profile(
-                    engine, hardware.id, hardware.kind, model.id, fmt.name, cost.profile, spec.threads
+            if hardware.kind == "cpu" and spec.threads is not None and hardware.cores and spec.threads > hardware.cores:
+                raise EngineError(
+                    f"server {spec.label!r}: threads={spec.threads} but {hardware.id} has {hardware.cores} cores; "
+                    f"use threads <= {hardware.cores}"
                 )
+            try:
+                if cost.profile is None and hardware.kind == "cpu":
+                    profile = select_for_threads(engine, hardware.id, hardware.kind, model.id, fmt.name, spec.threads)
+                else:
+                    profile = select_profile(
+                        engine, hardware.id, hardware.kind, model.id, fmt.name, cost.profile, spec.threads
+                    )
             except ValueError as err:
                 raise EngineError(f"server {spec.label!r}: cost.profile: {err}") from None
             p = profile.params.model_copy(

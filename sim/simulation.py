@@ -116,6 +116,8 @@ def run_server(
     notes = {**resolved.notes, "weight_format": resolved.weight_format}
     if resolved.profile is not None:
         notes["cost_profile"] = resolved.profile.id
+        if "selection" in resolved.profile.provenance:
+            notes["cost_profile_selection"] = resolved.profile.provenance["selection"]
     return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
 
 
