@@ -407,15 +407,16 @@ def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: Hardwa
     resolved.frontend = front
     if front.is_zero:
         return resolved
-    resolved.notes["frontend"] = front.describe()
+    note = front.describe()
+    if (front.token_s or front.step_s) and not isinstance(resolved.cost, RooflineStepCost):
+        note += " (in-engine part not applied: the cost model is not a roofline)"
+    resolved.notes["frontend"] = note
     if (front.token_s or front.step_s) and isinstance(resolved.cost, RooflineStepCost):
         resolved.cost = replace(
             resolved.cost,
             seq_overhead_s=resolved.cost.seq_overhead_s + front.token_s,
             step_overhead_s=resolved.cost.step_overhead_s + front.step_s,
         )
-    elif front.token_s or front.step_s:
-        resolved.notes["frontend"] += " (in-engine part not applied: the cost model is not a roofline)"
     return resolved
 
 

@@ -192,7 +192,7 @@ class FrontendClient:
         return self.ready[0][0] if self.ready else INF
 
     def pop_arrivals(self, now: float) -> list[Request]:
-        out = []
+        out: list[Request] = []
         while True:
             if not self.ready:
                 self._pull()

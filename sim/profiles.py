@@ -186,7 +186,7 @@ def select_for_threads(
             return _noted(plain, f"no profile measured with {threads} threads applies; using {plain.id}, which "
                                  f"does not depend on the thread count")
         return plain
-    by_threads = {p.threads: p for s, p in scored if s == top}
+    by_threads: dict[int, CostProfile] = {p.threads: p for s, p in scored if s == top and p.threads is not None}
     if threads is None:
         chosen = max(by_threads.items())[1]
         return _noted(chosen, f"threads not set: {chosen.id} (measured with {chosen.threads} threads; "
