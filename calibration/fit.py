@@ -102,6 +102,7 @@ DEFAULT_INPUTS = (
     "calibration/data/this_machine/manifest.yaml",
     "calibration/data/published/microbenchmarks.json",
     "calibration/data/gpu/manifest.yaml",
+    "calibration/data/published/batched_bench_gpu.json",
 )
 """The calibration set: step-level files measured on the developers' machine, the published
 microbenchmarks (step rows and vLLM CI latency) and whole forward passes timed on lent H100/H200
