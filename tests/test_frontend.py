@@ -128,3 +128,38 @@ def test_resolved_roofline_carries_the_in_engine_part() -> None:
     fitted = resolve_server(LlamaCppSpec(quantization="f16", threads=1), model, hw)
     assert fitted.cost.seq_overhead_s - base.cost.seq_overhead_s == pytest.approx(fitted.frontend.token_s)
     assert fitted.frontend.token_s > 0
+
+
+SINGLE_STREAM = {  # calibration rows -> the server spec that ran them
+    "np1_t1": {"engine": "llama.cpp", "parallel": 1, "quantization": "f16", "threads": 1},
+    "np1_t2": {"engine": "llama.cpp", "parallel": 1, "quantization": "f16", "threads": 2},
+    "np1_t1_bf16": {"engine": "llama.cpp", "parallel": 1, "quantization": "bf16", "threads": 1},
+    "vllm_cpu_t1": {"engine": "vllm", "version": "0.32.0", "dtype": "bfloat16", "threads": 1, "max_num_seqs": 16,
+                    "max_num_batched_tokens": 2048, "max_model_len": 1024},
+}
+
+
+@pytest.mark.parametrize("tag", list(SINGLE_STREAM))
+def test_single_user_server_runs_are_reproduced_within_the_machine_drift(tag: str) -> None:
+    """The calibration rows the front end was fitted on (engine's own bench subtracted, so the
+    cost profile is not involved in the fit): TTFT, TPOT and e2e within 10 % (the machine drifts
+    ±8 %); the front end adds exactly its request time to the engine-alone TTFT."""
+    import csv
+
+    from calibration.measurements import DATA_DIR
+
+    rows = {}
+    for name in ("llama_cpp/server_single_stream.csv", "vllm_cpu/single_stream.csv"):
+        rows.update({r["tag"]: r for r in csv.DictReader((DATA_DIR / "this_machine" / name).read_text().splitlines())})
+    row = rows[tag]
+    kw = dict(arrival={"kind": "closed_loop", "users": 1, "think_time_s": 0}, prompt=128, output=64, num_requests=24,
+              model="smollm2-135m", hardware="epyc-zen5-2c-vm")
+    with_front = _run(SINGLE_STREAM[tag], **kw).metrics
+    alone = _run({**SINGLE_STREAM[tag], "frontend": {"profile": "none"}}, **kw).metrics
+    ttft, tpot, e2e = float(row["ttft_p50_s"]) * 1e3, float(row["tpot_p50_ms"]), float(row["e2e_p50_s"]) * 1e3
+    assert with_front["median_ttft_ms"] == pytest.approx(ttft, rel=0.10)
+    assert with_front["median_tpot_ms"] == pytest.approx(tpot, rel=0.10)
+    assert with_front["median_e2el_ms"] == pytest.approx(e2e, rel=0.10)
+    front = select_frontend(SINGLE_STREAM[tag]["engine"], SINGLE_STREAM[tag].get("version", "b6000"), "cpu")
+    assert with_front["median_ttft_ms"] - alone["median_ttft_ms"] == pytest.approx(
+        front.request_s * 1e3 + front.token_s * 1e3 + front.step_s * 1e3, rel=1e-6)
