@@ -152,8 +152,8 @@ def test_single_user_server_runs_are_reproduced_within_the_machine_drift(tag: st
     for name in ("llama_cpp/server_single_stream.csv", "vllm_cpu/single_stream.csv"):
         rows.update({r["tag"]: r for r in csv.DictReader((DATA_DIR / "this_machine" / name).read_text().splitlines())})
     row = rows[tag]
-    kw = dict(arrival={"kind": "closed_loop", "users": 1, "think_time_s": 0}, prompt=128, output=64, num_requests=24,
-              model="smollm2-135m", hardware="epyc-zen5-2c-vm")
+    kw = {"arrival": {"kind": "closed_loop", "users": 1, "think_time_s": 0}, "prompt": 128, "output": 64, "num_requests": 24,
+              "model": "smollm2-135m", "hardware": "epyc-zen5-2c-vm"}
     with_front = _run(SINGLE_STREAM[tag], **kw).metrics
     alone = _run({**SINGLE_STREAM[tag], "frontend": {"profile": "none"}}, **kw).metrics
     ttft, tpot, e2e = float(row["ttft_p50_s"]) * 1e3, float(row["tpot_p50_ms"]), float(row["e2e_p50_s"]) * 1e3
