@@ -54,10 +54,19 @@ def _require(config: Mapping[str, Any], path: Path, key: str) -> Any:
 
 
 def _default_id(config: Mapping[str, Any], path: Path) -> str:
-    """Catalog id for a config: last part of ``_name_or_path`` or the parent directory."""
-    name = str(config.get("_name_or_path") or "").rstrip("/")
-    base = name.rsplit("/", 1)[-1] if name else (path.parent.name or path.stem)
-    return base.lower()
+    """Catalog id for a config: the last part of its ``_name_or_path``.
+
+    A config without one gets no guessed name (a folder name would silently miss every fitted
+    cost profile): the scenario must give the model an ``id``.
+    """
+    name = str(config.get("_name_or_path") or "").strip().rstrip("/")
+    if not name:
+        raise CatalogError(
+            f"model config {str(path)!r} has no _name_or_path to name the model by; give it an id, "
+            f"e.g. model: {{hf_config: {path.name}, id: llama-3.1-8b}} (the id picks the fitted cost "
+            "profile: a catalog id such as llama-3.1-8b, or a new name for the class prior)"
+        )
+    return name.rsplit("/", 1)[-1].lower()
 
 
 def _hf_fields(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -102,8 +111,8 @@ def model_from_hf_config(path: str | Path, id: str | None = None) -> ModelSpec: 
 
     Args:
         path: Path of the ``config.json``.
-        id: Catalog id to give the spec; default: the last part of ``_name_or_path``, else
-            the name of the directory holding the file, lower-cased.
+        id: Catalog id to give the spec; default: the last part of ``_name_or_path``,
+            lower-cased (a config without one needs ``id``).
 
     Returns:
         The model spec (``source`` is the file path).
