@@ -318,7 +318,7 @@ def _check_one_request_fits(label: str, capacity: int, max_len: int, fixes: list
     ``fixes`` are the other knobs that would make it fit (each already worked out to a valid value).
     """
     if capacity < max_len:
-        options = ([f"set max_model_len <= {capacity}"] if capacity >= USEFUL_MODEL_LEN else []) + fixes
+        options = ([f"set max_model_len <= {capacity}"] if capacity >= MIN_MODEL_LEN else []) + fixes
         raise EngineError(
             f"server {label!r}: the KV cache holds {capacity} tokens, fewer than max_model_len={max_len} "
             f"(one full-length request); {' or '.join(options) or 'use larger hardware'}"
@@ -327,8 +327,6 @@ def _check_one_request_fits(label: str, capacity: int, max_len: int, fixes: list
 
 MIN_MODEL_LEN = 16
 """Smallest max_model_len the scenario schema accepts."""
-USEFUL_MODEL_LEN = 256
-"""A fix hint never suggests a max_model_len below this (a pool that small is the thing to fix)."""
 
 
 def _utilization_fix(need_bytes: float, hardware: HardwareSpec, now: float) -> list[str]:
