@@ -392,7 +392,9 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
                 + " or ".join(fixes)
             )
         num_blocks = int((budget - non_kv) // (kv * spec.block_size))
-        fixes = fixes + ["use kv_cache_dtype: fp8"] * (spec.kv_cache_dtype == "auto")
+        kv_fp8 = model.kv_bytes_per_token(kv_dtype_bytes("fp8"))
+        if spec.kv_cache_dtype == "auto" and (budget - non_kv) // (kv_fp8 * spec.block_size) * spec.block_size >= max_len:
+            fixes.append("use kv_cache_dtype: fp8")
     capacity = num_blocks * spec.block_size
     _check_one_request_fits(spec.label, capacity, max_len, fixes)
     policy = PagedPolicy(
