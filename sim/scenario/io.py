@@ -73,7 +73,8 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     """One line per problem: the field's dotted path, what is wrong, and how to fix it."""
     lines = [f"{source} is not a valid scenario:"]
     for e in err.errors():
-        loc = ".".join(str(part) for part in e["loc"] if not str(part).startswith("function-"))
+        loc = ".".join(str(part) for part in e["loc"]
+                       if not str(part).startswith("function-") and str(part) not in _UNION_TAGS)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field; remove it or check its spelling (see `servesim check --help`)"
@@ -82,6 +83,15 @@ def format_validation_error(source: str, err: ValidationError) -> str:
         got = "" if e["type"] in ("missing", "extra_forbidden") or "input" not in e else f" (got {_short(e['input'])})"
         lines.append(f"  - {loc or '(top level)'}: {msg}{got}")
     return "\n".join(lines)
+
+
+_UNION_TAGS = frozenset({
+    "fixed", "uniform", "lognormal", "empirical", "poisson", "gamma", "constant", "ramp", "phases",
+    "closed_loop", "trace", "roofline", "linear", "sampled", "ollama", "llama.cpp", "vllm", "single_queue",
+    "serial_decode", "paged_batching", "str", "int", "float", "bool", "HfConfigModel", "dict[str,any]",
+})
+"""Names pydantic puts in an error's location for the variant of a union it tried; they are not
+fields, so messages leave them out (``servers.0.max_model_len``, not ``servers.0.vllm.max_model_len``)."""
 
 
 def _short(value: Any) -> str:
