@@ -149,3 +149,13 @@ def test_killing_the_parent_of_jobs_2_leaves_no_worker_after_5_s(tmp_path: Path,
             parent.kill()
         for w in _children(parent.pid):
             os.kill(w, signal.SIGKILL)
+
+
+def test_the_version_in_the_cache_key_is_the_packages() -> None:
+    import tomllib
+
+    import sim
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert sim.__version__ == version
+    assert points.code_fingerprint().startswith(version + "+")
