@@ -121,7 +121,13 @@ def select_profile(
     if name is not None:
         path = Path(name)
         if path.suffix in (".yaml", ".yml") and path.is_file():
-            return load_profiles((str(path),))[-1]
+            try:
+                return load_profiles((str(path),))[-1]
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError, IndexError) as err:
+                raise ValueError(f"{path} is not a cost profile file ({type(err).__name__}: {err}); "
+                                 "write one like calibration/profiles/priors.yaml") from None
+            except ValueError as err:  # pydantic: a field is wrong
+                raise ValueError(f"{path} is not a valid cost profile: {err}") from None
         for profile in load_profiles():
             if profile.id == name:
                 return profile

@@ -171,7 +171,9 @@ def _mutate_once(data: dict[str, Any], rnd: random.Random, files: list[str]) -> 
         value[rnd.choice(["typo", "threads", "max_num_seqs", "parallel", "num_parallel", "ctx_size",
                           "block_size", "num_gpu_blocks_override", "enable_chunked_prefill",
                           "seed", "turns", "ramp_up_s", "warmup_requests", "timeout_s",
-                          "duration_s", "limit", "speedup", "window_s"])] = rnd.choice(
+                          "duration_s", "limit", "speedup", "window_s", "start_spread_s", "think_time",
+                          "max_model_len", "kv_unified", "gpu_memory_utilization", "num_kv_blocks",
+                          "context_shift", "logits_all", "max_context_tokens", "use_lengths"])] = rnd.choice(
             [*EXTREMES[:12], *WRONG_TYPES[:4], [0, 1], [5, 2]])
     else:
         parent[key] = rnd.choice(EXTREMES + WRONG_TYPES)

@@ -277,3 +277,21 @@ def test_vllm_scheduler_refusals_are_vllms() -> None:
         check_scenario(parse_scenario(seed_data(servers=[SERVERS[4][1]], hardware="h100-sxm")))
     with pytest.raises(ScenarioError, match=r"block_size: Input should be 1, 8, 16, 32, 64 or 128 \(got 1000000\)"):
         parse_scenario(seed_data(servers=[{"engine": "vllm", "block_size": 1_000_000}]))
+
+
+def test_check_opens_length_files(tmp_path: Path) -> None:
+    data = seed_data()
+    data["workload"]["prompt_tokens"] = {"kind": "empirical", "path": "lengths.csv"}
+    path = write(tmp_path, data)
+    refused(tmp_path, path, command="check", expect="workload: empirical lengths from lengths.csv")
+    (tmp_path / "lengths.csv").write_text("num_prefill_tokens,num_decode_tokens\n0,5\n")
+    refused(tmp_path, path, command="check", expect="no row with both lengths above 0")
+    (tmp_path / "lengths.csv").write_text("num_prefill_tokens,num_decode_tokens\n10,5\n")
+    assert cli("check", str(path))[0] == 0
+
+
+def test_a_bad_cost_profile_file_is_a_clean_error(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_bytes(b"x: \x00\n")
+    data = seed_data()
+    data["servers"][0]["cost"] = {"kind": "roofline", "profile": str(tmp_path / "p.yaml")}
+    refused(tmp_path, write(tmp_path, data), command="both", expect="is not a cost profile file")

@@ -181,10 +181,10 @@ class ClosedLoopArrival(Spec):
     """Fixed pause between a response and the next request (shorthand for think_time)."""
     think_time: ThinkTime | None = None
     """Think-time distribution (overrides think_time_s)."""
-    ramp_up_s: float = Field(ge=0, default=0.0)
+    ramp_up_s: float = Field(ge=0, default=0.0, allow_inf_nan=False)
     """Users start evenly spread over this many seconds (user u at u x ramp_up_s / users);
     0: no ramp (see start_spread_s)."""
-    start_spread_s: float = Field(ge=0, default=1.0)
+    start_spread_s: float = Field(ge=0, default=1.0, allow_inf_nan=False)
     """Without a ramp, each user sends its first request at an offset drawn uniformly from
     [0, start_spread_s) with the scenario's seed, as load generators start their users one by
     one; so users are not in lock-step. 0: every user starts at t = 0 (servesim 0.1)."""
