@@ -82,8 +82,23 @@ def _format_for(spec: ServerSpecT, engine: str) -> WeightFormat:
     return fmt
 
 
+ENGINE_KV_DTYPES: dict[type, tuple[str, ...]] = {
+    VllmSpec: ("auto", "bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"),
+    LlamaCppSpec: ("auto", "f16", "bf16", "f32", "q8_0", "q4_0"),
+    OllamaSpec: ("auto", "f16", "q8_0", "q4_0"),
+}
+"""KV-cache types each engine starts with (vLLM ``--kv-cache-dtype``, llama.cpp ``-ctk/-ctv``,
+Ollama ``OLLAMA_KV_CACHE_TYPE``); the bare architectures take any known type."""
+
+
 def _kv_bytes(model: ModelSpec, spec: ServerSpecT) -> float:
     """KV-cache bytes per token for the server's ``kv_cache_dtype`` (``auto`` = 16-bit)."""
+    allowed = ENGINE_KV_DTYPES.get(type(spec))
+    if allowed is not None and spec.kv_cache_dtype.strip().lower().replace("-", "_") not in allowed:
+        raise EngineError(
+            f"server {spec.label!r}: kv_cache_dtype {spec.kv_cache_dtype!r} is not a KV-cache type "
+            f"{getattr(spec, 'engine', '')} starts with; use one of {', '.join(allowed)}"
+        )
     return model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
 
 

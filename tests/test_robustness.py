@@ -295,3 +295,19 @@ def test_a_bad_cost_profile_file_is_a_clean_error(tmp_path: Path) -> None:
     data = seed_data()
     data["servers"][0]["cost"] = {"kind": "roofline", "profile": str(tmp_path / "p.yaml")}
     refused(tmp_path, write(tmp_path, data), command="both", expect="is not a cost profile file")
+
+
+@pytest.mark.parametrize(("server", "ok"), [
+    ({"engine": "vllm", "quantization": "awq", "max_model_len": 8192, "kv_cache_dtype": "q4_0"}, False),
+    ({"engine": "vllm", "quantization": "awq", "max_model_len": 8192, "kv_cache_dtype": "fp8"}, True),
+    ({"engine": "llama.cpp", "kv_cache_dtype": "fp8"}, False),
+    ({"engine": "llama.cpp", "kv_cache_dtype": "q8_0"}, True),
+    ({"engine": "ollama", "kv_cache_dtype": "fp8_e5m2"}, False),
+])
+def test_each_engine_starts_only_with_its_own_kv_cache_types(server: dict, ok: bool) -> None:
+    scenario = parse_scenario(seed_data(servers=[server]), "x", str(SEED.parent))
+    if ok:
+        resolve_servers(scenario)
+    else:
+        with pytest.raises(ScenarioError, match="is not a KV-cache type .* starts with; use one of"):
+            resolve_servers(scenario)
