@@ -134,7 +134,7 @@ def check_size(scenario: Scenario, resolved: list[ResolvedServer]) -> None:
                     f"at most about {room(BYTES_PER_REQUEST)} requests fit",
         "files": "the trace or length file: cut it (window_s on a trace keeps part of it)",
         "users": f"workload.arrival.users={getattr(w.arrival, 'users', '')}: at most about {room(BYTES_PER_USER)}",
-        "slots": f"the servers' parallel / num_parallel ({max(p.policy.num_slots for p in resolved if isinstance(p.policy, SlotPolicy)):,}): "
+        "slots": f"the servers' parallel / num_parallel ({int(parts['slots'] / BYTES_PER_SLOT):,}): "
                  f"at most about {room(BYTES_PER_SLOT)}",
         "kv blocks": "block_size",
     }[biggest]

@@ -48,8 +48,8 @@ class LogNormalLength(Spec):
     """Selects this variant (lognormal)."""
     mean: float = Field(gt=0)
     """Mean length (tokens) before rounding and clipping."""
-    sigma: float = Field(ge=0, default=0.6)
-    """Standard deviation of log(length)."""
+    sigma: float = Field(ge=0, le=10, default=0.6)
+    """Standard deviation of log(length) (at most 10)."""
     min: int = Field(ge=1, le=MAX_TOKENS, default=1)
     """Lengths below are raised to this."""
     max: int = Field(ge=1, le=MAX_TOKENS, default=1 << 20)
