@@ -16,7 +16,7 @@ from typing import assert_never
 
 from sim.catalog import HardwareSpec, ModelSpec, WeightFormat, get_format, kv_dtype_bytes
 from sim.costs import ConstantStepCost, LinearStepCost, RooflineStepCost, StepCost
-from sim.profiles import CostProfile, select_profile
+from sim.profiles import CostProfile, describe_choice, profile_kind, select_profile
 from sim.scenario import (
     ConstantCostSpec,
     LinearCostSpec,
@@ -462,18 +462,6 @@ def _resolve_paged(spec: PagedBatchingSpec, model: ModelSpec, hardware: Hardware
     return ResolvedServer(spec.label, "paged_batching", policy, cost, None, fmt.name, profile, {"num_kv_blocks": num_blocks})
 
 
-def profile_kind(profile_id: str) -> str:
-    """What a cost profile is, from its id: a fit to one group of measurements, a fit pooled over
-    a hardware class, or a prior written by hand from published numbers."""
-    if profile_id.startswith("fitted-prior-"):
-        return "class prior (fitted over a hardware class)"
-    if profile_id.startswith("fitted-"):
-        return "fitted group"
-    if profile_id.startswith("prior-"):
-        return "hand prior"
-    return "user profile"
-
-
 def _profile_notes(spec: ServerSpecT, resolved: ResolvedServer, model: ModelSpec, hardware: HardwareSpec) -> None:
     """Record which cost profile prices the server, what kind it is, and why it was chosen."""
     cost, p = spec.cost, resolved.profile
@@ -481,23 +469,9 @@ def _profile_notes(spec: ServerSpecT, resolved: ResolvedServer, model: ModelSpec
         resolved.notes.update(cost_profile="-", cost_profile_kind="none",
                               cost_profile_reason=f"the scenario gives cost: {{kind: {cost.kind}}}")
         return
-    if isinstance(cost, RooflineCostSpec) and cost.profile is not None:
-        why = f"named by the scenario (cost.profile: {cost.profile})"
-    else:
-        fit = [f"{what} {have}" for what, want, have in (
-            ("engine", p.engine, resolved.engine if p.engine != "*" else ""),
-            ("hardware", p.hardware, p.hardware), ("model", p.model, p.model),
-            ("format", p.weight_format, p.weight_format)) if want != "*"]
-        missing = [what for what, want in (("hardware", p.hardware), ("model", p.model)) if want == "*"
-                   or (what == "hardware" and want != hardware.id)]
-        why = (f"the most specific profile for {resolved.engine} on {hardware.id} ({hardware.kind}), {model.id}, "
-               f"{resolved.weight_format}: it matches {', '.join(fit) or 'anything'}")
-        if missing:
-            why += f"; none was fitted for this {' and '.join(missing)}"
-    overrides = [k for k, v in cost.model_dump().items() if k not in ("kind", "profile") and v is not None] \
-        if isinstance(cost, RooflineCostSpec) else []
-    if overrides:
-        why += f"; overridden by the scenario: {', '.join(overrides)}"
+    named = cost.profile if isinstance(cost, RooflineCostSpec) else None
+    overrides = [k for k, v in cost.model_dump().items() if k not in ("kind", "profile") and v is not None]
+    why = describe_choice(p, resolved.engine, hardware, model.id, resolved.weight_format, named, overrides)
     resolved.notes.update(cost_profile=p.id, cost_profile_kind=profile_kind(p.id), cost_profile_reason=why)
 
 

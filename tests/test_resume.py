@@ -16,8 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import sim.cli.points as points
-from sim.cli import app
+from sim.cli import app, points
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "scenarios" / "seed_benchmark.yaml"

@@ -158,7 +158,7 @@ def test_a_trace_folder_or_missing_trace_is_refused_by_check(tmp_path: Path) -> 
 
 
 def test_check_samples_big_files_and_full_scans_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sim.cli.check as check
+    from sim.cli import check
 
     monkeypatch.setattr(check, "SAMPLE_BYTES", 200)
     rows = b"".join(b"%d.0,10,10\n" % i for i in range(100))
