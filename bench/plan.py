@@ -1,0 +1,59 @@
+"""How long a capacity plan takes: prints the time and the number of simulations; asserts nothing.
+
+Runs ``servesim plan`` on ``scenarios/plans/azure_conv.yaml`` (Azure conversation trace at 2x,
+3 hardware x 2 engines) serially (one process) and on a local Dask cluster of ``--workers``
+workers, each in a fresh interpreter, and prints one line per run with the wall time, the
+number of simulations, the cheapest plan, and whether both runs produced the same plan.
+
+Usage::
+
+    python bench/plan.py                  # serial, then a 2-worker local Dask cluster
+    python bench/plan.py --workers 4
+    python bench/plan.py --plan scenarios/plans/chat_small.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(plan: Path, jobs: int) -> tuple[float, dict]:
+    """One ``servesim plan`` in a fresh interpreter: (wall seconds, plan.json)."""
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "sim", "plan", str(plan), "--out", out, "--jobs", str(jobs)],
+                              capture_output=True, text=True, cwd=ROOT)
+        wall = time.perf_counter() - started
+        if proc.returncode:
+            sys.exit(proc.stderr)
+        print(proc.stdout)
+        return wall, json.loads((Path(out) / "plan.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", type=Path, default=ROOT / "scenarios" / "plans" / "azure_conv.yaml")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    docs = []
+    for jobs in (1, args.workers):
+        wall, doc = run(args.plan, jobs)
+        docs.append(doc)
+        label = "serial" if jobs == 1 else f"dask local cluster, {jobs} workers"
+        print(json.dumps({"plan": doc["plan"]["name"], "executor": label, "wall_s": round(wall, 1),
+                          "plan_s": round(doc["elapsed_s"], 1), "simulations": doc["simulations"],
+                          "cheapest": doc["cheapest"]}))
+    strip = [{k: v for k, v in d.items() if k != "elapsed_s"} for d in docs]
+    print(json.dumps({"same_plan_serial_and_dask": strip[0] == strip[1]}))
+
+
+if __name__ == "__main__":
+    main()
