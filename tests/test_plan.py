@@ -142,3 +142,14 @@ def test_cli_writes_the_plan_and_refuses_bad_files(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim", "plan", str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "traffic.growth" in proc.stderr and "Traceback" not in proc.stderr
     assert load_plan(EXAMPLE).name == "chat-small"
+
+
+def test_plan_is_the_same_whatever_number_of_searches_run_at_once():
+    doc = tiny()
+    doc["candidates"]["hardware"] = ["l40s", "a100-80gb-sxm", "h100-sxm"]
+    doc["candidates"]["servers"].append({"name": "ollama", "engine": "ollama", "version": "0.5.7"})
+    doc["search"] = {"seeds": 1, "rel_tol": 0.3, "screen_margin": 0.2}
+    spec = parse_plan(doc)
+    one, three = plan(spec, width=1), plan(spec, width=3)
+    assert json.dumps(one.to_json(), default=float) == json.dumps(three.to_json(), default=float)
+    assert {c.status for c in one.candidates} >= {"planned", "screened out"}

@@ -1,12 +1,13 @@
 """``sim.plan(...)``: screen every candidate, simulate the promising ones, price the answers.
 
 Candidates (server x hardware) are taken in order of their analytic cost floor (screen
-capacity -> fewest replicas possible -> price). A candidate is simulated only while its floor
-is below ``(1 + screen_margin)`` x the cheapest plan found so far; the others are reported as
-screened out with their analytic figures. Up to ``width`` candidate searches run at once (the
-executor's workers), and every seed of every load they ask for is one task on the executor,
-so the simulations are the same whatever runs them. Each result records how many simulations
-it took.
+capacity -> fewest replicas possible -> price). A candidate is simulated only if its floor is
+at most ``(1 + screen_margin)`` x the cheapest plan among the candidates before it; the others
+are reported as screened out with their analytic figures. Up to ``width`` candidate searches
+run at once (the executor's workers), each started as soon as the candidates before it bound
+the decision, so the decisions, like the simulations (one task per seed of every load asked
+for), are the same whatever runs them: a plan on a cluster equals the serial plan. Each result
+records how many simulations it took.
 """
 
 from __future__ import annotations
@@ -218,19 +219,34 @@ def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int = 1,
     queue = list(order)
     active: dict[str, Any] = {}
     asks: dict[str, list[float]] = {}
-    best = math.inf
+    cost: dict[str, float] = {}  # finished candidates: $/h of their plan (inf if infeasible)
+
+    def decide(i: int) -> bool | None:
+        """Simulate the i-th candidate of ``order``? The answer a serial run gives (every earlier
+        candidate finished), decided as soon as the earlier ones bound it: None until then."""
+        r, limit = order[i], 1 + s.screen_margin
+        earlier = [c.name for c in order[:i]]
+        upper = min((cost[n] for n in earlier if n in cost), default=math.inf)
+        lower = min((cost.get(n, floors[n]) for n in earlier), default=math.inf)
+        if floors[r.name] <= limit * lower:
+            return True
+        if floors[r.name] > limit * upper:
+            return False
+        return None
 
     def start_more() -> None:
-        while queue and len(active) < max(width, 1):
-            r = queue.pop(0)
-            if floors[r.name] > (1 + s.screen_margin) * best:
-                r.reason = (f"analytic cost floor ${floors[r.name]:.2f}/h above (1 + {s.screen_margin:g}) x "
-                            f"the cheapest plan so far (${best:.2f}/h)")
+        for r in list(queue):
+            if len(active) >= max(width, 1):
+                return
+            verdict = decide(order.index(r))
+            if verdict is None:
                 continue
-            gen = search(r.screen.estimate, traffic.target, traffic.per_replica, closed, s.rel_tol,
-                         spec.candidates.replicas.min, spec.candidates.replicas.max)
-            active[r.name] = (r, gen)
-            asks[r.name] = next(gen)
+            queue.remove(r)
+            if verdict:
+                gen = search(r.screen.estimate, traffic.target, traffic.per_replica, closed, s.rel_tol,
+                             spec.candidates.replicas.min, spec.candidates.replicas.max)
+                active[r.name] = (r, gen)
+                asks[r.name] = next(gen)
 
     start_more()
     while active:
@@ -257,8 +273,14 @@ def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int = 1,
                 if outcome.feasible:
                     r.status, r.reason = "planned", ""
                     r.figures.update(_figures(spec, traffic, r, powers[n]))
-                    best = min(best, r.figures["usd_per_hour"])
+                    cost[n] = r.figures["usd_per_hour"]
                 else:
                     r.status, r.reason = "infeasible", outcome.reason
+                    cost[n] = math.inf
         start_more()
+    for i, r in enumerate(order):  # the reason, once every candidate before it is known
+        if r.status == "screened out":
+            upper = min((cost.get(c.name, math.inf) for c in order[:i]), default=math.inf)
+            r.reason = (f"analytic cost floor ${floors[r.name]:.2f}/h above (1 + {s.screen_margin:g}) x "
+                        f"the cheapest plan before it (${upper:.2f}/h)")
     return PlanResult(spec, traffic, results, total)
