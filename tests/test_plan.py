@@ -153,3 +153,21 @@ def test_plan_is_the_same_whatever_number_of_searches_run_at_once():
     one, three = plan(spec, width=1), plan(spec, width=3)
     assert json.dumps(one.to_json(), default=float) == json.dumps(three.to_json(), default=float)
     assert {c.status for c in one.candidates} >= {"planned", "screened out"}
+
+
+def test_mm1_replicas_sustain_what_queueing_theory_says():
+    """Degenerate candidate: one slot, exponential whole-request service (M/M/1 per replica).
+    Mean sojourn 1/(mu - lambda) <= 0.5 s gives lambda* = mu - 2 = 8 req/s; 20 req/s need 3."""
+    mu = 10.0
+    doc = tiny(slo={"e2el_ms": {"mean": 500}})
+    doc["traffic"]["workload"].update(num_requests=3000, arrival={"kind": "poisson", "rate_per_s": 20})
+    doc["traffic"]["workload"].pop("timeout_s")
+    doc["candidates"]["servers"] = [{"name": "mm1", "kind": "single_queue", "num_parallel": 1, "max_queue": 100000,
+                                     "cost": {"kind": "sampled", "distribution": {"kind": "exponential", "mean_s": 1 / mu}}}]
+    doc["search"] = {"seeds": 3, "rel_tol": 0.03}
+    r = plan(parse_plan(doc))
+    (c,) = r.planned
+    assert c.outcome.max_load == pytest.approx(mu - 2, rel=0.08)
+    assert c.figures["replicas"] == math.ceil(20 / (mu - 2))
+    at = c.outcome.plan_point
+    assert at.means["mean_e2el_ms"] == pytest.approx(1e3 / (mu - at.load), rel=0.1)  # M/M/1 sojourn
