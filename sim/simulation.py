@@ -123,8 +123,11 @@ def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenar
     if scenario.sweep is None:
         yield {}, scenario
         return
-    for value in scenario.sweep.values:
-        yield {scenario.sweep.path: value}, with_override(scenario, scenario.sweep.path, value)
+    for point in scenario.sweep.points():
+        sc = scenario
+        for path, value in point.items():
+            sc = with_override(sc, path, value)
+        yield point, sc
 
 
 def run(
