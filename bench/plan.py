@@ -1,6 +1,6 @@
 """How long a capacity plan takes: prints the time and the number of simulations; asserts nothing.
 
-Runs ``servesim plan`` on ``scenarios/plans/azure_conv.yaml`` (Azure conversation trace at 2x,
+Runs ``servesim plan`` on ``plans/azure_conv.yaml`` (Azure conversation trace at 2x,
 3 hardware x 2 engines) serially (one process) and on a local Dask cluster of ``--workers``
 workers, each in a fresh interpreter, and prints one line per run with the wall time, the
 number of simulations, the cheapest plan, and whether both runs produced the same plan.
@@ -9,7 +9,8 @@ Usage::
 
     python bench/plan.py                  # serial, then a 2-worker local Dask cluster
     python bench/plan.py --workers 4
-    python bench/plan.py --plan scenarios/plans/chat_small.yaml
+    python bench/plan.py --plan plans/chat_small.yaml
+    python bench/plan.py --all            # no screening: every candidate simulated (worst case)
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,9 +43,17 @@ def run(plan: Path, jobs: int) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plan", type=Path, default=ROOT / "scenarios" / "plans" / "azure_conv.yaml")
+    parser.add_argument("--plan", type=Path, default=ROOT / "plans" / "azure_conv.yaml")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--all", action="store_true", help="simulate every candidate (screen_margin 1e9)")
     args = parser.parse_args()
+    if args.all:  # the same plan, with a copy beside it that screens nothing out
+        doc = yaml.safe_load(args.plan.read_text())
+        doc.setdefault("search", {})["screen_margin"] = 1e9
+        doc["name"] += "-all"
+        copy = args.plan.with_name(args.plan.stem + ".all.yaml")
+        copy.write_text(yaml.safe_dump(doc, sort_keys=False))
+        args.plan = copy
     docs = []
     for jobs in (1, args.workers):
         wall, doc = run(args.plan, jobs)

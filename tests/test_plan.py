@@ -18,7 +18,7 @@ from sim.plan.search import judge
 from sim.scenario import ScenarioError
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "scenarios" / "plans" / "chat_small.yaml"
+EXAMPLE = ROOT / "plans" / "chat_small.yaml"
 
 
 def tiny(**changes) -> dict:

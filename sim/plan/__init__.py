@@ -9,7 +9,7 @@
   prices, energy, the cheapest plan and the Pareto front.
 
     >>> import sim
-    >>> result = sim.plan(sim.load_plan("scenarios/plans/chat_small.yaml"))  # doctest: +SKIP
+    >>> result = sim.plan(sim.load_plan("plans/chat_small.yaml"))  # doctest: +SKIP
     >>> result.cheapest.figures["replicas"], result.cheapest.figures["usd_per_hour"]  # doctest: +SKIP
 """
 
