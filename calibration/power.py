@@ -28,6 +28,7 @@ import csv
 import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -128,7 +129,7 @@ def fit_all(path: Path = DATA) -> dict[tuple[str, int], PowerFit]:
 def main(out: Path = FITS_PATH) -> None:
     """Refit and rewrite ``power_fits.yaml``."""
     fits = fit_all()
-    doc = {
+    doc: dict[str, Any] = {
         "model": "P(b) = idle_w + (max_w - idle_w) / (1 + exp(-k (log2 b - x0))), W per GPU, b = running batch per GPU",
         "source": "ML.ENERGY Leaderboard v3 (ml-energy/leaderboard public/data/tasks/*.json, vLLM, Zeus GPU energy), "
                   "as copied in calibration/data/prices_power/power_vs_load.csv",
@@ -140,7 +141,7 @@ def main(out: Path = FITS_PATH) -> None:
         "fits": {},
     }
     for (hw, gpus), f in fits.items():
-        doc["fits"].setdefault(hw, {})[f"gpus{gpus}"] = f.as_dict()  # type: ignore[union-attr]
+        doc["fits"].setdefault(hw, {})[f"gpus{gpus}"] = f.as_dict()
     out.write_text(yaml.safe_dump(doc, sort_keys=False, width=120))
     for (hw, gpus), f in fits.items():
         print(f"{hw} x{gpus}: idle {f.idle_w:.0f} W, max {f.max_w:.0f} W, k {f.k:.2f}, x0 {f.x0:.2f}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,7 +12,13 @@ import yaml
 from calibration.power import fit_accelerator, fit_all
 from sim.catalog import CatalogError
 from sim.catalog.power import FITS_PATH, logistic_power, power_model
-from sim.catalog.pricing import HOURS_PER_YEAR, energy_hourly, owned_hourly, rental_price, rental_rows
+from sim.catalog.pricing import (
+    HOURS_PER_YEAR,
+    energy_hourly,
+    owned_hourly,
+    rental_price,
+    rental_rows,
+)
 
 
 def test_owned_hourly_is_amortisation_plus_facility_energy():
@@ -48,8 +55,8 @@ def test_logistic_limits_and_midpoint():
     idle, top, k, x0 = 300.0, 600.0, 1.3, 4.0
     assert logistic_power(0, idle, top, k, x0) == idle
     assert logistic_power(2**x0, idle, top, k, x0) == pytest.approx((idle + top) / 2)
-    values = [logistic_power(2.0**e, idle, top, k, x0) for e in range(0, 14)]
-    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    values = [logistic_power(2.0**e, idle, top, k, x0) for e in range(14)]
+    assert all(a < b for a, b in itertools.pairwise(values))
     assert idle < values[0] and values[-1] < top
 
 

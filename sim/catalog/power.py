@@ -11,6 +11,7 @@ Hardware with neither has no model: the plan must give its power (``PowerOverrid
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -79,11 +80,11 @@ def _boards() -> dict[str, tuple[float, str]]:
     """Accelerator name -> (board power W, source URL): the first row giving a TDP (or, for
     whole machines, the measured maximum at the wall)."""
     out: dict[str, tuple[float, str]] = {}
-    with (files("sim.catalog") / "prices" / "power.csv").open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            watts = row["tdp_w"] or (row["max_measured_w"] if "whole machine" in row["scope"] else "")
-            if watts and row["accelerator"] not in out:
-                out[row["accelerator"]] = (float(watts), row["source_url"])
+    text = (files("sim.catalog") / "prices" / "power.csv").read_text(encoding="utf-8")
+    for row in csv.DictReader(io.StringIO(text)):
+        watts = row["tdp_w"] or (row["max_measured_w"] if "whole machine" in row["scope"] else "")
+        if watts and row["accelerator"] not in out:
+            out[row["accelerator"]] = (float(watts), row["source_url"])
     return out
 
 

@@ -13,6 +13,7 @@ where its numbers came from.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -55,8 +56,8 @@ def _names(hardware: str) -> set[str]:
 
 @lru_cache(maxsize=1)
 def _rows() -> tuple[dict[str, str], ...]:
-    with (files("sim.catalog") / "prices" / "prices.csv").open(newline="") as fh:
-        return tuple(csv.DictReader(fh))
+    text = (files("sim.catalog") / "prices" / "prices.csv").read_text(encoding="utf-8")
+    return tuple(csv.DictReader(io.StringIO(text)))
 
 
 def rental_rows(hardware: str, offering: str) -> list[HourlyPrice]:

@@ -72,7 +72,7 @@ def screen(resolved: ResolvedServer, prompt: float, output: float, bounds: dict[
     cost = resolved.cost
     if cost is None:  # sampled whole-request service times: nothing to price passes with
         return Screen(1, 0.0, 0.0, math.inf, 1.0)
-    p, o = max(int(round(prompt)), 1), max(int(round(output)), 1)
+    p, o = max(round(prompt), 1), max(round(output), 1)
     lanes = _lanes(resolved, p + o)
     t_prefill = cost.step_time(BatchShape(num_prefill_tokens=p, num_prefill_seqs=1,
                                           prefill_attention_pairs=p * (p + 1) / 2))
@@ -83,7 +83,7 @@ def screen(resolved: ResolvedServer, prompt: float, output: float, bounds: dict[
     for name, bound in bounds.items():
         if name.endswith("ttft_ms") and t_prefill * 1e3 > bound:
             reason = f"one prompt's prefill alone takes {t_prefill * 1e3:.0f} ms > {name} {bound:g}"
-        if (name.endswith("tpot_ms") or name.endswith("itl_ms")) and t_one * 1e3 > bound:
+        if name.endswith(("tpot_ms", "itl_ms")) and t_one * 1e3 > bound:
             reason = f"one decode pass alone takes {t_one * 1e3:.1f} ms > {name} {bound:g}"
         if name.endswith("e2el_ms") and (t_prefill + o * t_one) * 1e3 > bound:
             reason = f"an unloaded mean request takes {(t_prefill + o * t_one) * 1e3:.0f} ms > {name} {bound:g}"
