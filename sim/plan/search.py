@@ -70,7 +70,8 @@ class Outcome:
     feasible: bool
     replicas: int | None
     max_load: float | None
-    """Largest load per replica seen to pass (the bracket's lower end)."""
+    """Sustainable load per replica: the bracket's lower end, or the plan's load per replica if
+    that passed and is higher (so headroom is never negative)."""
     bracket: tuple[float, float] | None
     plan_point: Verdict | None
     """The verdict at the chosen replica count's load."""
@@ -133,4 +134,5 @@ def search(estimate: float, target: float, per_replica: Any, integer: bool, rel_
             below = v
             break
         n, at = n - 1, v
-    return Outcome(True, n, lo, (lo, hi), at, below)
+    # a load that passed at the plan is sustainable too (seeds differ in noise from load to load)
+    return Outcome(True, n, max(lo, at.load), (lo, hi), at, below)
