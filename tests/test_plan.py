@@ -171,3 +171,19 @@ def test_mm1_replicas_sustain_what_queueing_theory_says():
     assert c.figures["replicas"] == math.ceil(20 / (mu - 2))
     at = c.outcome.plan_point
     assert at.means["mean_e2el_ms"] == pytest.approx(1e3 / (mu - at.load), rel=0.1)  # M/M/1 sojourn
+
+
+def test_closed_loop_users_are_split_over_replicas_and_the_count_is_minimal():
+    doc = tiny(slo={"ttft_ms": {"p99": 300}})
+    doc["traffic"] = {"workload": {"arrival": {"kind": "closed_loop", "users": 40, "think_time_s": 1.0},
+                                   "prompt_tokens": {"kind": "fixed", "value": 256},
+                                   "output_tokens": {"kind": "fixed", "value": 64}, "num_requests": 300}}
+    doc["candidates"]["servers"] = [{"name": "ollama", "engine": "ollama", "version": "0.5.7"}]
+    doc["search"] = {"seeds": 1}
+    r = plan(parse_plan(doc))
+    (c,) = r.planned
+    n = c.figures["replicas"]
+    assert r.traffic.kind == "users" and c.outcome.plan_point.load == math.ceil(40 / n)
+    assert float(c.outcome.max_load).is_integer()
+    if n > 1:
+        assert c.outcome.below.load == math.ceil(40 / (n - 1)) and not c.outcome.below.passed
