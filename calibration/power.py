@@ -39,7 +39,7 @@ from sim.catalog.power import FITS_PATH, logistic_power
 __all__ = ["DATA", "PowerFit", "fit_accelerator", "fit_all", "load_points", "main"]
 
 DATA = Path(__file__).parent / "data" / "prices_power" / "power_vs_load.csv"
-"""Measured power against load (a copy; see ``calibration/data/prices_power/README.md``)."""
+"""Measured power against load (a copy; see ``calibration/data/README.md``)."""
 
 ACCELERATORS = {"H100 SXM 80GB": ("h100-sxm", 700.0), "B200": ("b200", 1000.0)}
 """Accelerator name in the data -> (catalog id, board power in W, from the same source's

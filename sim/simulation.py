@@ -11,6 +11,7 @@ import simpy
 
 from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
+from sim.executor import Executor
 from sim.metrics import summarize
 from sim.recorder import Recorder
 from sim.requests import Status
@@ -130,10 +131,23 @@ def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenar
         yield point, sc
 
 
+def _point_task(task: tuple[Scenario, int, bool, dict[str, Any]]) -> PointResult:
+    """One server at one sweep point (a task for an executor)."""
+    sc, index, fast, point = task
+    return run_server(sc, index, fast=fast, sweep=point)
+
+
 def run(
-    scenario: Scenario, *, fast: bool = True, progress: Callable[[str], None] | None = None
+    scenario: Scenario, *, fast: bool = True, progress: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[PointResult]:
-    """Every server at every sweep value, on common random numbers."""
+    """Every server at every sweep value, on common random numbers.
+
+    With an ``executor`` (``sim.executor``: serial or Dask) every server at every point is one
+    task; each draws its workload from the scenario's seed, so the results are the same."""
+    if executor is not None:
+        tasks = [(sc, i, fast, point) for point, sc in sweep_scenarios(scenario) for i in range(len(sc.servers))]
+        return executor.map(_point_task, tasks, done=(lambda i, r: progress(f"{r.server} {r.sweep}")) if progress else None)
     results = []
     for point, sc in sweep_scenarios(scenario):
         workload = scenario_workload(sc)

@@ -59,3 +59,15 @@ def test_tidy_table_has_a_column_per_field():
 def test_bad_grids_get_a_clean_error(sweep, message):
     with pytest.raises(ScenarioError, match=message):
         scenario(sweep)
+
+
+def test_points_as_executor_tasks_give_the_same_results():
+    from sim.executor import SerialExecutor
+
+    sc = scenario({"grid": {"workload.arrival.users": [1, 3]}})
+    sc = sc.model_copy(update={"servers": [*sc.servers, parse_scenario({**BASE, "servers": [
+        {"name": "ollama", "engine": "ollama", "version": "0.5.7"}]}).servers[0]]})
+    seen = []
+    tasks = run(sc, executor=SerialExecutor(), progress=seen.append)
+    assert [r.row() for r in tasks] == [r.row() for r in run(sc)]
+    assert len(seen) == 4
