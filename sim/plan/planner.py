@@ -183,9 +183,9 @@ def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int = 1,
     traffic = traffic_of(spec)
     bounds = spec.slo.bounds()
     s = spec.search
-    rng_lengths = scenario_workload(make_job(spec, traffic, spec.candidates.servers[0], spec.candidates.hardware[0],
+    sample = scenario_workload(make_job(spec, traffic, spec.candidates.servers[0], spec.candidates.hardware[0],
                                              traffic.per_replica(1), spec.seed).scenario)
-    prompt, output = float(np.mean(rng_lengths.prompt_tokens)), float(np.mean(rng_lengths.output_tokens))
+    prompt, output = float(np.mean(sample.prompt_tokens)), float(np.mean(sample.output_tokens))
     arrival = spec.traffic.workload.arrival
     closed = isinstance(arrival, ClosedLoopArrival)
     think = 0.0

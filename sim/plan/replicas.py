@@ -63,10 +63,6 @@ class Job:
     keep: float = 1.0
     """Probability that each request is kept (a random router's share of a trace)."""
 
-    def key(self) -> str:
-        """Identifies the job (for tables of counted simulations)."""
-        return f"{self.scenario.model_dump_json()}|{self.keep!r}"
-
 
 def traffic_of(plan: PlanSpec) -> Traffic:
     """The target load of a plan."""
