@@ -176,10 +176,12 @@ def _candidates(plan: PlanSpec) -> list[tuple[str, ServerSpec, str]]:
     return out
 
 
-def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int = 1,
+def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int | None = None,
          progress: Callable[[str], None] | None = None) -> PlanResult:
-    """Plan the cheapest fleet (see the module docstring)."""
+    """Plan the cheapest fleet (see the module docstring). ``width``: candidate searches at
+    once (default: the executor's workers); the plan does not depend on it."""
     executor = executor or SerialExecutor()
+    width = width if width is not None else executor.workers
     traffic = traffic_of(spec)
     bounds = spec.slo.bounds()
     s = spec.search
