@@ -32,6 +32,9 @@ def plot_pareto(rows: Sequence[dict[str, Any]], metric: str, front: Sequence[str
     if best is not None:
         ax.scatter([best["usd_per_hour"]], [best[metric]], s=160, facecolors="none", edgecolors="tab:red",
                    zorder=4, label=f"cheapest: {cheapest}")
+    costs = [r["usd_per_hour"] for r in planned if r["usd_per_hour"] > 0]
+    if costs and max(costs) > 10 * min(costs):  # costs spanning decades: a log axis keeps them apart
+        ax.set_xscale("log")
     ax.set_xlabel("fleet cost ($/hour)")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(title)
