@@ -122,10 +122,27 @@ def _thin(workload: Workload, keep: float, seed: int) -> Workload:
                     workload.ramp_up_s, workload.timeout_s, hashes, workload.hash_block_tokens, workload.turns)
 
 
+_TRACES: dict[str, Workload] = {}
+"""Trace workloads already read in this process (a plan asks for the same trace many times)."""
+
+
+def _workload(sc: Scenario) -> Workload:
+    """The scenario's workload; a trace's is read once per process (the columns are only read)."""
+    if not isinstance(sc.workload.arrival, TraceArrival):
+        return scenario_workload(sc)
+    key = "|".join((sc.workload.model_dump_json(), str(sc.seed), sc.base_dir,
+                    sc.model if isinstance(sc.model, str) else sc.model.model_dump_json()))
+    if key not in _TRACES:
+        if len(_TRACES) >= 4:
+            _TRACES.pop(next(iter(_TRACES)))
+        _TRACES[key] = scenario_workload(sc)
+    return _TRACES[key]
+
+
 def run_job(job: Job) -> dict[str, Any]:
     """Simulate one job: its metrics plus the shares and the running batch the plan uses."""
     sc = job.scenario
-    workload = scenario_workload(sc)
+    workload = _workload(sc)
     if job.keep < 1.0:
         workload = _thin(workload, job.keep, sc.seed)
     m = dict(run_server(sc, 0, workload=workload).metrics)
