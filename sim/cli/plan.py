@@ -91,8 +91,7 @@ def register(app: typer.Typer) -> None:
         started = time.perf_counter()
         try:
             with make_executor(jobs, scheduler) as executor:
-                width = executor.workers
-                result = plan(spec, executor=executor, width=width,
+                result = plan(spec, executor=executor,
                               progress=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
         except (ScenarioError, CatalogError) as err:
             _fail(_with_file(plan_file, err))

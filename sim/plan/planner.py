@@ -3,9 +3,8 @@
 Candidates (server x hardware) are taken in order of their analytic cost floor (screen
 capacity -> fewest replicas possible -> price). A candidate is simulated only if its floor is
 at most ``(1 + screen_margin)`` x the cheapest plan among the candidates before it; the others
-are reported as screened out with their analytic figures. Up to ``width`` candidate searches
-run at once (the executor's workers), each started as soon as the candidates before it bound
-the decision, so the decisions, like the simulations (one task per seed of every load asked
+are reported as screened out with their analytic figures. Candidate searches run at once (up to ``width``),
+each started as soon as the candidates before it bound the decision, so the decisions, like the simulations (one task per seed of every load asked
 for), are the same whatever runs them: a plan on a cluster equals the serial plan. Each result
 records how many simulations it took.
 """
@@ -178,10 +177,11 @@ def _candidates(plan: PlanSpec) -> list[tuple[str, ServerSpec, str]]:
 
 def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int | None = None,
          progress: Callable[[str], None] | None = None) -> PlanResult:
-    """Plan the cheapest fleet (see the module docstring). ``width``: candidate searches at
-    once (default: the executor's workers); the plan does not depend on it."""
+    """Plan the cheapest fleet (see the module docstring). ``width``: most candidate searches
+    at once (default: no limit; a search starts only when a serial run would run it too, so the
+    plan and the number of simulations do not depend on it, and more at once keeps more
+    workers busy)."""
     executor = executor or SerialExecutor()
-    width = width if width is not None else executor.workers
     traffic = traffic_of(spec)
     bounds = spec.slo.bounds()
     s = spec.search
@@ -236,9 +236,11 @@ def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int | None 
             return False
         return None
 
+    limit = len(order) if width is None else max(width, 1)
+
     def start_more() -> None:
         for r in list(queue):
-            if len(active) >= max(width, 1):
+            if len(active) >= limit:
                 return
             verdict = decide(order.index(r))
             if verdict is None:
