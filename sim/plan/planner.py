@@ -3,10 +3,11 @@
 Candidates (server x hardware) are taken in order of their analytic cost floor (screen
 capacity -> fewest replicas possible -> price). A candidate is simulated only if its floor is
 at most ``(1 + screen_margin)`` x the cheapest plan among the candidates before it; the others
-are reported as screened out with their analytic figures. Candidate searches run at once (up to ``width``),
-each started as soon as the candidates before it bound the decision, so the decisions, like the simulations (one task per seed of every load asked
-for), are the same whatever runs them: a plan on a cluster equals the serial plan. Each result
-records how many simulations it took.
+are reported as screened out with their analytic figures. Candidate searches run at once (up
+to ``width``), each started as soon as the candidates before it bound the decision, so the
+decisions, like the simulations (one task per seed of every load asked for), are the same
+whatever runs them: a plan on a cluster equals the serial plan. Each result records how many
+simulations it took.
 """
 
 from __future__ import annotations
