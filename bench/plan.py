@@ -11,6 +11,7 @@ Usage::
     python bench/plan.py --workers 4
     python bench/plan.py --plan plans/chat_small.yaml
     python bench/plan.py --all            # no screening: every candidate simulated (worst case)
+    python bench/plan.py --warm           # 8 of the plan's simulations: serial vs warm workers
 """
 
 from __future__ import annotations
@@ -41,12 +42,39 @@ def run(plan: Path, jobs: int) -> tuple[float, dict]:
         return wall, json.loads((Path(out) / "plan.json").read_text())
 
 
+def warm(plan: Path, workers: int, count: int = 8) -> None:
+    """``count`` simulations of the plan's first candidate (one replica of 4, seeds 0..count-1):
+    serially, then on a local Dask cluster whose workers already ran two (imports done)."""
+    from sim.executor import DaskExecutor, SerialExecutor
+    from sim.plan import load_plan
+    from sim.plan.replicas import make_job, run_job, traffic_of
+
+    spec = load_plan(plan)
+    traffic = traffic_of(spec)
+    jobs = [make_job(spec, traffic, spec.candidates.servers[0], spec.candidates.hardware[0],
+                     traffic.per_replica(4), k) for k in range(count)]
+    started = time.perf_counter()
+    SerialExecutor().map(run_job, jobs)
+    serial = time.perf_counter() - started
+    with DaskExecutor(jobs=workers) as ex:
+        ex.map(run_job, jobs[:workers])
+        started = time.perf_counter()
+        ex.map(run_job, jobs)
+        dask = time.perf_counter() - started
+    print(json.dumps({"simulations": count, "serial_s": round(serial, 2),
+                      f"dask_{workers}_warm_workers_s": round(dask, 2)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", type=Path, default=ROOT / "plans" / "azure_conv.yaml")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--all", action="store_true", help="simulate every candidate (screen_margin 1e9)")
+    parser.add_argument("--warm", action="store_true", help="time 8 simulations: serial vs warm Dask workers")
     args = parser.parse_args()
+    if args.warm:
+        warm(args.plan, args.workers)
+        return
     if args.all:  # the same plan, with a copy beside it that screens nothing out
         doc = yaml.safe_load(args.plan.read_text())
         doc.setdefault("search", {})["screen_margin"] = 1e9
