@@ -76,14 +76,24 @@ def _build(resolved: ResolvedServer, workload: Workload, fast: bool, seed: int) 
     return IterationServer(SlotScheduler(resolved.policy), resolved.cost, fast=fast)
 
 
-def simulate(scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True) -> Recorder:
+StartHook = Callable[[IterationServer | RequestLevelServer, simpy.Environment, Any, Recorder], None]
+"""Starts a built server's process (a timeline run records through its own; sim.results.timeline)."""
+
+
+def _start(server: IterationServer | RequestLevelServer, env: simpy.Environment, client: Any, recorder: Recorder) -> None:
+    server.start(env, client, recorder)
+
+
+def simulate(
+    scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True, start: StartHook = _start,
+) -> Recorder:
     """Replay ``workload`` through one server; returns its records."""
     env = simpy.Environment()
     recorder = Recorder(max(len(workload), 1))
     w = scenario.workload
     client = make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF)
     server = _build(resolved, workload, fast, scenario.seed)
-    server.start(env, client, recorder)
+    start(server, env, client, recorder)
     env.run()
     recorder.trim()
     stuck = np.flatnonzero(recorder.status == Status.IN_FLIGHT)
@@ -104,12 +114,12 @@ def _warmup(scenario: Scenario, arrived: int) -> int:
 
 def run_server(
     scenario: Scenario, index: int = 0, *, fast: bool = True, workload: Workload | None = None,
-    sweep: dict[str, Any] | None = None,
+    sweep: dict[str, Any] | None = None, start: StartHook = _start,
 ) -> PointResult:
-    """Run server ``index`` of the scenario."""
+    """Run server ``index`` of the scenario (``start`` starts the built server: see simulate)."""
     resolved = resolve_servers(scenario)[index]
     workload = workload if workload is not None else scenario_workload(scenario)
-    recorder = simulate(scenario, resolved, workload, fast=fast)
+    recorder = simulate(scenario, resolved, workload, fast=fast, start=start)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
     notes = {**resolved.notes, "weight_format": resolved.weight_format}

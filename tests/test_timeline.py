@@ -1,0 +1,162 @@
+"""Timelines (sim.results.timeline): a timeline run is the plain run, pass for pass.
+
+* its metrics and records equal the plain run's bit for bit (the recording loop is a copy of
+  the compiled one, held to it here);
+* a fast-forwarded run expands into the passes that stepping one pass at a time takes;
+* the passes and the requests' lives account for every token, every preemption and every end;
+* the size limit refuses a large run with a message that names the limit and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim import ScenarioError, load_scenario, run_server, with_override
+from sim.requests import Status
+from sim.results import timeline as tl
+from sim.results.timeline import DECODE, EVENT_KINDS, PREFILL, QUEUED, record_server, record_timeline
+from tests.helpers import tiny_scenario
+
+LINEAR = {"kind": "linear", "overhead_s": 0.004, "prefill_s_per_token": 2e-5, "decode_s_per_seq": 4e-4,
+          "attention_s_per_context_token": 3e-7}
+RECORD_COLUMNS = ("arrival_s", "started_s", "first_token_s", "finish_s", "prompt_tokens", "output_tokens",
+                  "generated", "status", "cached_tokens", "num_preemptions")
+
+
+def seed_at(users: int, requests: int = 60):
+    sc = load_scenario("scenarios/seed_benchmark.yaml")
+    sc = with_override(sc, "sweep", None)
+    sc = with_override(sc, "workload.arrival.users", users)
+    return with_override(sc, "workload.num_requests", requests)
+
+
+def _tiny(server: dict, seed: int = 3, **kw):
+    base = dict(step_s=None, arrival={"kind": "poisson", "rate_per_s": 12.0}, seed=seed,
+                prompt={"kind": "uniform", "low": 1, "high": 90}, output={"kind": "uniform", "low": 1, "high": 60},
+                num_requests=60, hardware="rtx-4090")
+    base.update(kw)
+    return tiny_scenario(server, **base)
+
+
+CASES = {
+    "paged-preempting": _tiny({"kind": "paged_batching", "num_kv_blocks": 40, "block_size": 4, "max_num_seqs": 6,
+                               "max_num_batched_tokens": 64, "cost": LINEAR}),
+    "paged-roofline-timeouts": _tiny({"kind": "paged_batching", "num_kv_blocks": 400, "block_size": 16,
+                                      "max_num_seqs": 32, "cost": {"kind": "roofline"}}, timeout_s=1.5,
+                                     arrival={"kind": "poisson", "rate_per_s": 40.0}),
+    "paged-v0": _tiny({"kind": "paged_batching", "num_kv_blocks": 60, "block_size": 4, "prefill_first": True,
+                       "enable_chunked_prefill": False, "max_num_batched_tokens": 4096, "cost": LINEAR}),
+    "slots": _tiny({"kind": "serial_decode", "parallel": 3, "ctx_size": 600, "batch_size": 48, "cost": LINEAR},
+                   timeout_s=3.0),
+    "slots-unified": _tiny({"kind": "serial_decode", "parallel": 3, "ctx_size": 300, "batch_size": 64,
+                            "kv_unified": True, "cost": LINEAR}),
+    "single-queue-closed": _tiny({"kind": "single_queue", "num_parallel": 2, "num_ctx": 120, "num_batch": 32,
+                                  "cost": {"kind": "roofline"}}, arrival={"kind": "closed_loop", "users": 5}),
+    "sampled-service": _tiny({"kind": "single_queue", "num_parallel": 2,
+                              "cost": {"kind": "sampled", "distribution": {"kind": "exponential", "mean_s": 0.1}}}),
+}
+
+
+def _same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_timeline_run_equals_plain_run_bit_for_bit(name: str) -> None:
+    sc = CASES[name]
+    plain, timeline = run_server(sc), record_server(sc)
+    assert plain.metrics.keys() == timeline.result.metrics.keys()
+    assert all(_same(plain.metrics[k], timeline.result.metrics[k]) for k in plain.metrics), name
+    for col in RECORD_COLUMNS:
+        np.testing.assert_array_equal(getattr(plain.recorder, col), getattr(timeline.result.recorder, col), err_msg=col)
+    for x, y in zip(plain.recorder.itl_columns(), timeline.result.recorder.itl_columns(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert plain.recorder.num_passes == timeline.result.recorder.num_passes
+    assert plain.recorder.busy_s == timeline.result.recorder.busy_s
+
+
+def test_seed_scenario_timeline_agrees_with_the_plain_run_on_every_metric() -> None:
+    sc = seed_at(5)
+    timeline = record_timeline(sc)
+    assert [s.server for s in timeline.servers] == ["vllm", "ollama", "llama.cpp"]
+    for i, s in enumerate(timeline.servers):
+        plain = run_server(sc, i)
+        assert all(_same(plain.metrics[k], s.result.metrics[k]) for k in plain.metrics), s.server
+        assert s.num_passes == plain.recorder.num_passes
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n != "sampled-service"])
+def test_fast_forwarded_runs_expand_into_the_passes_of_stepping_one_at_a_time(name: str) -> None:
+    fast, ref = record_server(CASES[name]), record_server(CASES[name], fast=False)
+    assert fast.num_passes == ref.num_passes
+    for col, values in fast.passes.items():
+        if values.dtype.kind == "f":
+            np.testing.assert_allclose(values, ref.passes[col], rtol=1e-9, err_msg=col)
+        else:
+            np.testing.assert_array_equal(values, ref.passes[col], err_msg=col)
+    assert fast.chunks == ref.chunks
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_passes_and_lives_account_for_every_token_preemption_and_end(name: str) -> None:
+    s = record_server(CASES[name])
+    rec, p, sp, ev = s.result.recorder, s.passes, s.spans, s.events
+    n = rec.num_arrived
+    # passes follow one another on the server's track, never overlapping
+    assert np.all(p["start_s"][1:] >= p["end_s"][:-1]) and np.all(p["end_s"] >= p["start_s"])
+    assert math.isclose(float(s.step_s.sum()), rec.busy_s, rel_tol=1e-9)
+    # each token of a decode pass went to one member; each prompt token to one prefill span
+    assert p["decode_seqs"].sum() == sp["tokens"][sp["kind"] == DECODE].sum()
+    assert p["prompt_tokens"].sum() == sp["tokens"][sp["kind"] == PREFILL].sum()
+    # every request ends once, when and how its record says
+    ends = ev["kind"] > 0
+    assert sorted(ev["request"][ends].tolist()) == list(range(n))
+    order = np.argsort(ev["request"][ends])
+    np.testing.assert_array_equal(ev["time_s"][ends][order], rec.finish_s)
+    status = {name: i for i, name in enumerate(EVENT_KINDS)}
+    expected = [status[Status(int(x)).name.lower()] for x in rec.status]
+    assert ev["kind"][ends][order].tolist() == expected
+    # preemptions: the pass counts, the request instants and the records agree
+    preempted = ev["request"][ev["kind"] == 0]
+    assert p["preemptions"].sum() == preempted.size == rec.num_preemptions.sum()
+    # a life starts queued at its arrival, and its spans follow one another
+    for r in range(n):
+        mine = np.flatnonzero(sp["request"] == r)
+        assert sp["kind"][mine[0]] == QUEUED and sp["start_s"][mine[0]] == rec.arrival_s[r]
+        np.testing.assert_array_equal(sp["start_s"][mine[1:]], sp["end_s"][mine[:-1]])
+        done = rec.status[r] == Status.COMPLETED and sp["kind"][mine[-1]] != tl.SERVICE
+        if done:  # a prefill not cut by a preemption ends with a token; decoding gives the rest
+            kinds = sp["kind"][mine]
+            sampled = (kinds == PREFILL) & (np.append(kinds[1:], DECODE) != QUEUED)
+            assert sp["end_s"][mine[sampled][0]] == rec.first_token_s[r]
+            assert sp["tokens"][mine[kinds == DECODE]].sum() + sampled.sum() == rec.generated[r]
+    if s.kv_capacity:
+        assert 0 <= p["kv_used"].min() and p["kv_used"].max() <= s.kv_capacity
+
+
+def test_preemptions_happen_with_the_kv_cache_full() -> None:
+    s = record_server(CASES["paged-preempting"])
+    pre = s.passes["preemptions"] > 0
+    assert pre.sum() > 0
+    # a pass preempts when its blocks (one per decoding sequence at most, plus a prompt chunk
+    # of up to 64 tokens in blocks of 4) do not fit: the pass before left fewer than that free
+    before = np.flatnonzero(pre) - 1
+    assert np.all(s.kv_capacity - s.passes["kv_used"][before] < 6 + 64 // 4)
+    assert s.kv_occupancy.max() == 1.0
+
+
+def test_a_run_over_the_size_limit_is_refused_with_the_limit_and_the_fix() -> None:
+    sc = with_override(seed_at(5), "workload.num_requests", tl.MAX_REQUESTS + 1)
+    with pytest.raises(ScenarioError) as err:
+        record_timeline(sc)
+    text = str(err.value)
+    assert f"{tl.MAX_REQUESTS:,}" in text and "--set workload.num_requests=" in text
+
+
+def test_a_run_over_the_pass_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tl, "MAX_PASSES", 100)
+    with pytest.raises(ScenarioError, match="more than 100 forward passes"):
+        record_timeline(seed_at(5))
