@@ -10,6 +10,7 @@ fetches its binary on first use, which needs the network), the file is loaded wi
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import defaultdict
@@ -69,7 +70,7 @@ def assert_valid_trace(doc: dict) -> None:
     assert tracks
     for key, slices in tracks.items():
         slices.sort()
-        for (_, end), (start, _) in zip(slices, slices[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(slices):
             assert start >= end, f"overlapping slices on track {key}"
 
 

@@ -17,7 +17,14 @@ import pytest
 from sim import ScenarioError, load_scenario, run_server, with_override
 from sim.requests import Status
 from sim.results import timeline as tl
-from sim.results.timeline import DECODE, EVENT_KINDS, PREFILL, QUEUED, record_server, record_timeline
+from sim.results.timeline import (
+    DECODE,
+    EVENT_KINDS,
+    PREFILL,
+    QUEUED,
+    record_server,
+    record_timeline,
+)
 from tests.helpers import tiny_scenario
 
 LINEAR = {"kind": "linear", "overhead_s": 0.004, "prefill_s_per_token": 2e-5, "decode_s_per_seq": 4e-4,
@@ -34,9 +41,9 @@ def seed_at(users: int, requests: int = 60):
 
 
 def _tiny(server: dict, seed: int = 3, **kw):
-    base = dict(step_s=None, arrival={"kind": "poisson", "rate_per_s": 12.0}, seed=seed,
-                prompt={"kind": "uniform", "low": 1, "high": 90}, output={"kind": "uniform", "low": 1, "high": 60},
-                num_requests=60, hardware="rtx-4090")
+    base = {"step_s": None, "arrival": {"kind": "poisson", "rate_per_s": 12.0}, "seed": seed,
+                "prompt": {"kind": "uniform", "low": 1, "high": 90}, "output": {"kind": "uniform", "low": 1, "high": 60},
+                "num_requests": 60, "hardware": "rtx-4090"}
     base.update(kw)
     return tiny_scenario(server, **base)
 

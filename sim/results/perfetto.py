@@ -27,9 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from sim.results.timeline import EVENT_KINDS, PASS_PHASES, SPAN_KINDS, ServerTimeline, Timeline
+from sim.results.timeline import (
+    EVENT_KINDS,
+    PASS_PHASES,
+    SPAN_KINDS,
+    ServerTimeline,
+    Timeline,
+    record_timelines,
+)
+from sim.scenario import Scenario
 
-__all__ = ["trace_document", "write_trace"]
+__all__ = ["trace_document", "write_timelines", "write_trace"]
 
 PASSES_TID = 0
 
@@ -146,3 +154,23 @@ def write_trace(timeline: Timeline, path: str | Path) -> Path:
     with path.open("w") as fh:
         json.dump(trace_document(timeline), fh, separators=(",", ":"))
     return path
+
+
+def write_timelines(scenario: Scenario, path: str | Path, plots: bool = True) -> list[Path]:
+    """Record a timeline of every sweep point of ``scenario`` (``servesim run --timeline``) and
+    write each as a trace, with its four plots beside it (``<stem>_gantt.png``, ...).
+
+    One point writes ``path`` itself; a sweep writes ``<stem>_<field><value>.json`` per point.
+    """
+    from sim.results.timeline_plots import save_timeline_plots
+
+    path = Path(path)
+    timelines = record_timelines(scenario)
+    written = []
+    for timeline in timelines:
+        tag = "_".join(f"{k.split('.')[-1]}{v}" for k, v in timeline.sweep.items())
+        target = path if len(timelines) == 1 or not tag else path.with_name(f"{path.stem}_{tag}{path.suffix}")
+        written.append(write_trace(timeline, target))
+        if plots:
+            written.extend(save_timeline_plots(timeline, target.parent, prefix=f"{target.stem}_"))
+    return written

@@ -34,9 +34,12 @@ from sim.servers.slots import SlotScheduler
 from sim.simulation import PointResult, run_server, scenario_workload, sweep_scenarios
 
 __all__ = [
+    "DECODE_PASS",
     "MAX_PASSES",
     "MAX_REQUESTS",
+    "MIXED_PASS",
     "PASS_PHASES",
+    "PREFILL_PASS",
     "SPAN_KINDS",
     "ServerTimeline",
     "Timeline",
@@ -51,6 +54,7 @@ MAX_PASSES = 1_000_000
 
 PASS_PHASES = ("prefill", "decode", "mixed")
 """A pass reads prompt chunks only, decodes only, or both (codes 0, 1, 2)."""
+PREFILL_PASS, DECODE_PASS, MIXED_PASS = range(3)
 SPAN_KINDS = ("queued", "prefill", "decode", "service")
 """Stretches of a request's life (codes 0-3); ``service`` is a whole request of a request-level
 server (sampled service times), which has no passes."""
@@ -124,6 +128,8 @@ class Timeline:
     hardware: str
     sweep: dict[str, Any]
     servers: list[ServerTimeline]
+    workload: str = ""
+    """The arrivals in a few words, e.g. ``20 closed-loop users``."""
 
     def server(self, name: str) -> ServerTimeline:
         """The timeline of the server named ``name``."""
@@ -136,7 +142,7 @@ class Timeline:
     def title(self) -> str:
         """``model on hardware`` and the sweep value, for figure titles."""
         point = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in self.sweep.items())
-        return f"{self.model} on {self.hardware}" + (f", {point}" if point else "")
+        return ", ".join(x for x in (f"{self.model} on {self.hardware}", self.workload, point) if x)
 
 
 class _Builder:
@@ -269,7 +275,8 @@ class _RecordingLoop:
         return env.process(self._loop(env, client, recorder))
 
     def _preemptions(self) -> int:
-        return self.server.scheduler.num_preemptions if self.paged else 0
+        scheduler = self.server.scheduler
+        return scheduler.num_preemptions if isinstance(scheduler, PagedScheduler) else 0
 
     def _loop(self, env: simpy.Environment, client: Client, recorder: Recorder) -> Generator[simpy.Event, Any, None]:
         server, b = self.server, self.b
@@ -343,7 +350,7 @@ class _RecordingLoop:
         scheduler, b = self.server.scheduler, self.b
         d = step.num_decode_seqs if step.decode else 0
         prompt = sum(c for _, c in step.chunks)
-        phase = 1 if not step.chunks else 2 if d else 0
+        phase = DECODE_PASS if not step.chunks else MIXED_PASS if d else PREFILL_PASS
         b.add_pass(start, end, phase, prompt, len(step.chunks), d, step.context_tokens if d else 0,
                    _kv_used(scheduler), preempted)
         if step.chunks:
@@ -363,7 +370,7 @@ class _RecordingLoop:
                 kv = used + (decode.new_blocks(j + 1, first=1) if j else 0)
             else:  # every member stores one more token per pass
                 kv = used + d * (j + 1)
-            b.add_pass(t, stop, 1, 0, 0, d, context + d * j, kv, preempted if j == 0 else 0)
+            b.add_pass(t, stop, DECODE_PASS, 0, 0, d, context + d * j, kv, preempted if j == 0 else 0)
             t = stop
 
 
@@ -439,7 +446,15 @@ def record_timeline(scenario: Scenario, *, sweep: dict[str, Any] | None = None) 
     servers = [record_server(scenario, i, workload=workload, sweep=sweep) for i in range(len(scenario.servers))]
     model = scenario.model if isinstance(scenario.model, str) else scenario.model.id or "model"
     hardware = scenario.hardware if isinstance(scenario.hardware, str) else "hardware"
-    return Timeline(scenario.name, str(model), str(hardware), sweep or {}, servers)
+    return Timeline(scenario.name, str(model), str(hardware), sweep or {}, servers, _arrivals(scenario))
+
+
+def _arrivals(scenario: Scenario) -> str:
+    arrival = scenario.workload.arrival
+    users, rate = getattr(arrival, "users", None), getattr(arrival, "rate_per_s", None)
+    if users is not None:
+        return f"{users} closed-loop users"
+    return f"{arrival.kind} arrivals" + (f" at {rate:g}/s" if rate is not None else "")
 
 
 def record_timelines(scenario: Scenario) -> list[Timeline]:

@@ -24,7 +24,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from sim.costs import RooflineStepCost
-from sim.results.timeline import DECODE, PREFILL, QUEUED, SERVICE, ServerTimeline, Timeline
+from sim.results.timeline import (
+    DECODE,
+    DECODE_PASS,
+    PREFILL,
+    QUEUED,
+    SERVICE,
+    SPAN_KINDS,
+    ServerTimeline,
+    Timeline,
+)
 
 __all__ = [
     "plot_batch_and_step_time",
@@ -54,9 +63,9 @@ def plot_gantt(timeline: Timeline, window_s: tuple[float, float] | None = None, 
     """One panel per server (same time axis): its passes on the top lane, coloured by phase,
     and below them the lives of up to ``max_requests`` requests that overlap the window."""
     servers = timeline.servers
-    if window_s is None:
-        end = max((float(s.spans["end_s"].max()) for s in servers if s.spans["end_s"].size), default=1.0)
-        window_s = (0.0, end)
+    if window_s is None:  # long enough for 60 passes of the server that steps fastest
+        ends = [float(s.passes["end_s"][min(59, s.num_passes - 1)]) for s in servers if s.num_passes]
+        window_s = (0.0, min(ends) if ends else max(float(s.spans["end_s"].max(initial=1.0)) for s in servers))
     t0, t1 = window_s
     fig = _figure(12, 2.0 + 2.6 * len(servers))
     axes = fig.subplots(len(servers), 1, sharex=True, squeeze=False)[:, 0]
@@ -65,10 +74,10 @@ def plot_gantt(timeline: Timeline, window_s: tuple[float, float] | None = None, 
     axes[-1].set_xlabel("simulated time (s)")
     axes[-1].set_xlim(t0, t1)
     handles = [Patch(color=c, label=f"{n} pass") for n, c in zip(("prefill", "decode", "mixed"), PHASE_COLORS, strict=True)]
-    handles += [Patch(color=SPAN_COLORS[QUEUED], label="request queued")]
-    axes[0].legend(handles=handles, loc="upper right", fontsize=7, ncol=4)
+    handles += [Patch(color=SPAN_COLORS[k], label=f"request {SPAN_KINDS[k]}") for k in (QUEUED, PREFILL, DECODE)]
+    fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=6)
     fig.suptitle(f"Forward passes and requests: {timeline.title}\n{_servers_text(timeline)}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
@@ -76,10 +85,11 @@ def _gantt_panel(ax: Axes, s: ServerTimeline, t0: float, t1: float, max_requests
     p = s.passes
     inside = (p["end_s"] > t0) & (p["start_s"] < t1)
     start, dur, phase = p["start_s"][inside], (p["end_s"] - p["start_s"])[inside], p["phase"][inside]
+    edge = 0.5 if inside.sum() <= 300 else 0.0  # white pass boundaries, while they can be seen
     for code, color in enumerate(PHASE_COLORS):
         m = phase == code
         ax.broken_barh(list(zip(start[m], dur[m], strict=True)), (0.1, 0.8), facecolors=color,
-                       edgecolors="white", linewidth=0.3)
+                       edgecolors="white", linewidth=edge)
     sp = s.spans
     shown = sp["end_s"] > t0
     shown &= sp["start_s"] < t1
@@ -100,9 +110,9 @@ def _gantt_panel(ax: Axes, s: ServerTimeline, t0: float, t1: float, max_requests
     ax.set_yticks([0.5] + [lane[r] + 0.5 for r in requests])
     ax.set_yticklabels(["passes"] + [f"req {r}" for r in requests], fontsize=6)
     ax.set_ylim(len(requests) + 1, 0)
-    busy = float(dur.sum())
-    ax.set_title(f"{s.server} ({s.label}): {int(inside.sum())} passes, busy {busy:.2f} s of {t1 - t0:.2f} s; "
-                 "requests: grey queued, orange prefill, blue decode", fontsize=8, loc="left")
+    busy = float((np.minimum(p["end_s"][inside], t1) - np.maximum(start, t0)).sum())
+    ax.set_title(f"{s.server} ({s.label}): {int(inside.sum())} passes, busy {busy:.3f} s of {t1 - t0:.3f} s",
+                 fontsize=8, loc="left")
 
 
 def plot_batch_and_step_time(timeline: Timeline) -> Figure:
@@ -169,35 +179,43 @@ def roofline_lines(cost: RooflineStepCost, batch: np.ndarray, context_per_seq: f
 
 def plot_step_time_vs_batch(timeline: Timeline, max_batch: int | None = None) -> Figure:
     """Each decode-only pass: its step time (ms) against its batch size, with the server's
-    memory-bound (dashed) and compute-bound (dotted) roofline lines at the run's mean context."""
+    memory-bound (dashed) and compute-bound (dotted) roofline lines at the run's mean context
+    (drawn once for servers with the same cost model), out to past the batch where they cross."""
     fig = _figure(8, 5.2)
     ax = fig.add_subplot()
-    top = 1
-    for color, s in zip(SERVER_COLORS, timeline.servers, strict=False):
-        p = s.passes
-        m = p["phase"] == DECODE
-        if not m.any():
+    decoding = [(color, s, s.passes["phase"] == DECODE_PASS)
+                for color, s in zip(SERVER_COLORS, timeline.servers, strict=False)]
+    decoding = [(color, s, m) for color, s, m in decoding if m.any()]
+    lines: list[tuple[str, list[str], RooflineStepCost, float]] = []  # color, servers, cost, mean context
+    for color, s, m in decoding:
+        if not isinstance(s.cost, RooflineStepCost):
             continue
-        ax.plot(p["decode_seqs"][m], s.step_s[m] * 1e3, "o", color=color, markersize=3, alpha=0.5,
-                label=f"{s.server} ({s.label}) passes")
-        top = max(top, int(p["decode_seqs"][m].max()))
-        if isinstance(s.cost, RooflineStepCost):
-            ctx = float(p["context_tokens"][m].sum() / max(p["decode_seqs"][m].sum(), 1))
-            knee = _knee(s.cost, ctx)
-            limit = max_batch or max(2 * top, min(int(1.5 * knee), 1024) if math.isfinite(knee) else 0)
-            batch = np.arange(1, limit + 1)
-            memory, compute = roofline_lines(s.cost, batch, ctx)
-            ax.plot(batch, memory * 1e3, "--", color=color, linewidth=1, label=f"{s.server}: memory-bound")
-            ax.plot(batch, compute * 1e3, ":", color=color, linewidth=1.3, label=f"{s.server}: compute-bound")
-            top = max(top, limit)
-    ax.set_xlim(0, top)
+        ctx = float(s.passes["context_tokens"][m].sum() / s.passes["decode_seqs"][m].sum())
+        same = next((line for line in lines if line[2] == s.cost), None)
+        if same is None:
+            lines.append((color, [s.server], s.cost, ctx))
+        else:
+            same[1].append(s.server)
+    top = max((int(s.passes["decode_seqs"][m].max()) for _, s, m in decoding), default=1)
+    knees = [_knee(cost, ctx) for _, _, cost, ctx in lines]
+    limit = max_batch or max([2 * top] + [min(int(1.5 * k), 1024) for k in knees if math.isfinite(k)])
+    batch = np.arange(1, limit + 1)
+    for color, names, cost, ctx in lines:
+        memory, compute = roofline_lines(cost, batch, ctx)
+        who = " = ".join(names)
+        ax.plot(batch, memory * 1e3, "--", color=color, linewidth=1, label=f"{who}: memory-bound")
+        ax.plot(batch, compute * 1e3, ":", color=color, linewidth=1.3, label=f"{who}: compute-bound")
+    for color, s, m in decoding:
+        ax.plot(s.passes["decode_seqs"][m], s.step_s[m] * 1e3, "o", color=color, markersize=4, alpha=0.6,
+                label=f"{s.server} ({s.label}) decode passes")
+    ax.set_xlim(0, limit)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("batch size (sequences decoded in the pass)")
     ax.set_ylabel("step time (ms per pass)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(f"Step time against batch size: {timeline.title}\n(lines at the run's mean context per sequence)",
-                 fontsize=9)
+    ax.set_title(f"Step time against batch size: {timeline.title}\n(roofline lines at the run's mean context "
+                 "per sequence; a pass takes about the higher of the two)", fontsize=9)
     fig.tight_layout()
     return fig
 
