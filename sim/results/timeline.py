@@ -437,16 +437,24 @@ def record_server(
                           builder.chunks, spans, events, capacity, unit, cost)
 
 
-def record_timeline(scenario: Scenario, *, sweep: dict[str, Any] | None = None) -> Timeline:
-    """Every server of ``scenario`` on the same arrivals, each with its timeline.
+def record_timeline(
+    scenario: Scenario, *, sweep: dict[str, Any] | None = None, servers: list[str] | None = None,
+) -> Timeline:
+    """Every server of ``scenario`` (or those named in ``servers``) on the same arrivals, each
+    with its timeline.
 
     The scenario's own values are used: a sweep is ignored here (see :func:`record_timelines`).
     """
+    names = [spec.label for spec in scenario.servers]
+    unknown = sorted(set(servers or ()) - set(names))
+    if unknown:
+        raise ScenarioError(f"timeline: no server named {unknown[0]!r}; the servers are {names}")
     workload = scenario_workload(scenario)
-    servers = [record_server(scenario, i, workload=workload, sweep=sweep) for i in range(len(scenario.servers))]
+    chosen = [i for i, name in enumerate(names) if servers is None or name in servers]
+    timelines = [record_server(scenario, i, workload=workload, sweep=sweep) for i in chosen]
     model = scenario.model if isinstance(scenario.model, str) else scenario.model.id or "model"
     hardware = scenario.hardware if isinstance(scenario.hardware, str) else "hardware"
-    return Timeline(scenario.name, str(model), str(hardware), sweep or {}, servers, _arrivals(scenario))
+    return Timeline(scenario.name, str(model), str(hardware), sweep or {}, timelines, _arrivals(scenario))
 
 
 def _arrivals(scenario: Scenario) -> str:
