@@ -151,8 +151,7 @@ def write_trace(timeline: Timeline, path: str | Path) -> Path:
     """Write the trace JSON to ``path`` (parent folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        json.dump(trace_document(timeline), fh, separators=(",", ":"))
+    path.write_text(json.dumps(trace_document(timeline), separators=(",", ":")))  # (dumps: the C encoder)
     return path
 
 

@@ -141,7 +141,8 @@ class Timeline:
     @property
     def title(self) -> str:
         """``model on hardware`` and the sweep value, for figure titles."""
-        point = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in self.sweep.items())
+        point = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in self.sweep.items()
+                          if not k.startswith("workload.arrival."))  # (the arrivals say those)
         return ", ".join(x for x in (f"{self.model} on {self.hardware}", self.workload, point) if x)
 
 
