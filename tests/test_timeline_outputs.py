@@ -67,7 +67,7 @@ def test_plots_name_units_model_hardware_and_engine_versions() -> None:
     timeline = record_timeline(seed_at(5, 30))
     figures = {
         "gantt": (plot_gantt(timeline), ["(s)"]),
-        "batch": (plot_batch_and_step_time(timeline), ["(s)", "(ms per pass)", "(sequences per pass)"]),
+        "batch": (plot_batch_and_step_time(timeline), ["(s)", "(ms per pass, log scale)", "(sequences per pass)"]),
         "kv": (plot_kv_occupancy(timeline), ["(s)", "(% of capacity)", "KV blocks", "KV tokens"]),
         "roofline": (plot_step_time_vs_batch(timeline), ["(ms per pass)", "memory-bound", "compute-bound"]),
     }

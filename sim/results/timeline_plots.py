@@ -115,7 +115,7 @@ def _gantt_panel(ax: Axes, s: ServerTimeline, t0: float, t1: float, max_requests
                  fontsize=8, loc="left")
 
 
-def plot_batch_and_step_time(timeline: Timeline) -> Figure:
+def plot_batch_and_step_time(timeline: Timeline, window_s: tuple[float, float] | None = None) -> Figure:
     """Sequences in each pass, and its duration (ms), against time: one line per server."""
     fig = _figure(11, 6.5)
     ax_b, ax_t = fig.subplots(2, 1, sharex=True)
@@ -126,17 +126,20 @@ def plot_batch_and_step_time(timeline: Timeline) -> Figure:
         ax_b.step(t, s.batch_size, where="post", color=color, linewidth=0.9, label=f"{s.server} ({s.label})")
         ax_t.plot(t, s.step_s * 1e3, ".", color=color, markersize=2, label=s.server)
     ax_b.set_ylabel("batch size (sequences per pass)")
-    ax_t.set_ylabel("step time (ms per pass)")
+    ax_t.set_yscale("log")  # decode passes of a few ms beside prompt passes of hundreds
+    ax_t.set_ylabel("step time (ms per pass, log scale)")
     ax_t.set_xlabel("simulated time (s)")
     ax_b.legend(fontsize=7, loc="upper right")
     for ax in (ax_b, ax_t):
         ax.grid(True, alpha=0.3)
+    if window_s is not None:
+        ax_t.set_xlim(*window_s)
     fig.suptitle(f"Batch size and step time: {timeline.title}", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def plot_kv_occupancy(timeline: Timeline) -> Figure:
+def plot_kv_occupancy(timeline: Timeline, window_s: tuple[float, float] | None = None) -> Figure:
     """KV cache held after each pass (% of capacity) against time, preemptions marked."""
     fig = _figure(11, 4.2)
     ax = fig.add_subplot()
@@ -155,8 +158,10 @@ def plot_kv_occupancy(timeline: Timeline) -> Figure:
     ax.set_ylabel("KV cache occupancy (% of capacity)")
     ax.set_xlabel("simulated time (s)")
     ax.set_ylim(0, 105)
+    if window_s is not None:
+        ax.set_xlim(*window_s)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center right", framealpha=0.9)
     n = sum(int(s.passes["preemptions"].sum()) for s in timeline.servers)
     ax.set_title(f"KV cache occupancy: {timeline.title}; {n} preemption(s)", fontsize=9)
     fig.tight_layout()
