@@ -22,7 +22,7 @@ import pytest
 from sim.requests import Status
 from sim.results.perfetto import trace_document, write_trace
 from sim.results.timeline import record_timeline
-from tests.test_timeline import CASES, seed_at
+from tests.test_timeline_run import CASES, seed_at
 
 _INT = {"type": "integer"}
 _NUM = {"type": "number"}

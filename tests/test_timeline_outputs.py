@@ -19,7 +19,7 @@ from sim.results.timeline_plots import (
     roofline_lines,
 )
 from tests.test_perfetto import assert_valid_trace
-from tests.test_timeline import seed_at
+from tests.test_timeline_run import seed_at
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "scenarios" / "seed_benchmark.yaml"

@@ -11,7 +11,7 @@ cost model, client and recorder through :class:`_RecordingLoop`, a copy of
 ``IterationServer._loop`` that calls the server's own helpers in the same order and notes each
 pass on the side; a fast-forwarded run of decode passes is expanded pass by pass from the same
 decode line. The recorder sees exactly the calls of a plain run, so a timeline run's metrics
-are bit-identical to the plain run's (``tests/test_timeline.py`` holds the copy to that).
+are bit-identical to the plain run's (``tests/test_timeline_run.py`` holds the copy to that).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class ServerTimeline:
     chunks read), ``decode_seqs`` (sequences given one token), ``context_tokens`` (KV tokens the
     decoders attend), ``kv_used`` (KV blocks, or tokens for slot servers, held after the pass),
     ``preemptions`` (requests preempted when the pass was scheduled), ``waiting`` (requests
-    queued after it). ``chunks`` maps a pass index to its prompt chunks ``[(request, tokens)]``.
+    arrived and not admitted when it ended; one admitted at that instant is not counted). ``chunks`` maps a pass index to its prompt chunks ``[(request, tokens)]``.
 
     ``spans`` columns (one row per stretch of a request's life): ``request``, ``kind`` (index
     into :data:`SPAN_KINDS`), ``start_s``, ``end_s``, ``tokens`` (prompt tokens computed in a

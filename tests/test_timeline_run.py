@@ -167,3 +167,44 @@ def test_a_run_over_the_pass_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(tl, "MAX_PASSES", 100)
     with pytest.raises(ScenarioError, match="more than 100 forward passes"):
         record_timeline(seed_at(5))
+
+
+TWO_PER_S = {"kind": "constant", "rate_per_s": 2.0}  # arrivals at 0.0 and 0.5 (as tests/test_timelines.py)
+
+
+def test_serial_decode_timeline_pass_by_pass() -> None:
+    # every pass costs 1 s; one slot: request 0 reads its prompt in 0-1 and decodes in 1-2 and
+    # 2-3 (one fast-forwarded run); request 1 arrives at 0.5, waits, and does the same from 3
+    s = record_server(tiny_scenario({"kind": "serial_decode", "parallel": 1}, arrival=TWO_PER_S))
+    p = s.passes
+    assert list(zip(p["start_s"].tolist(), p["end_s"].tolist(), p["phase"].tolist(), strict=True)) == [
+        (0.0, 1.0, tl.PREFILL_PASS), (1.0, 2.0, tl.DECODE_PASS), (2.0, 3.0, tl.DECODE_PASS),
+        (3.0, 4.0, tl.PREFILL_PASS), (4.0, 5.0, tl.DECODE_PASS), (5.0, 6.0, tl.DECODE_PASS)]
+    # (the queue when each pass ended: request 1 is admitted the moment the third one ends)
+    assert p["prompt_tokens"].tolist() == [4, 0, 0, 4, 0, 0] and p["waiting"].tolist() == [1, 1, 0, 0, 0, 0]
+    lives = [(r, tl.SPAN_KINDS[k], a, b, n) for r, k, a, b, n in zip(
+        *(s.spans[c].tolist() for c in ("request", "kind", "start_s", "end_s", "tokens")), strict=True)]
+    assert sorted(lives) == [(0, "decode", 1.0, 3.0, 2), (0, "prefill", 0.0, 1.0, 4), (0, "queued", 0.0, 0.0, 0),
+                             (1, "decode", 4.0, 6.0, 2), (1, "prefill", 3.0, 4.0, 4), (1, "queued", 0.5, 3.0, 0)]
+
+
+def test_paged_preemption_timeline_pass_by_pass() -> None:
+    # tests/test_timelines.py's case: 4 blocks of 2 tokens, two users (prompt 2, output 5). 0-1
+    # both prompts; 1-2 and 2-3 both decode (a second block each: the pool is full); at 3 both
+    # need a third block and request 1, the last admitted, is preempted; 4-5 request 0 finishes
+    # while request 1 (2 + 3 tokens to recompute) does not fit; 5-6 recompute; 6-7 5th token.
+    server = {"kind": "paged_batching", "num_kv_blocks": 4, "block_size": 2}
+    s = record_server(tiny_scenario(server, arrival={"kind": "closed_loop", "users": 2}, prompt=2, output=5))
+    p = s.passes
+    assert p["start_s"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert p["decode_seqs"].tolist() == [0, 2, 2, 1, 1, 0, 1]
+    assert p["prompt_tokens"].tolist() == [4, 0, 0, 0, 0, 5, 0]
+    assert p["kv_used"].tolist() == [2, 4, 4, 3, 0, 3, 0]
+    assert p["preemptions"].tolist() == [0, 0, 0, 1, 0, 0, 0]
+    lives = sorted((r, tl.SPAN_KINDS[k], a, b, n) for r, k, a, b, n in zip(
+        *(s.spans[c].tolist() for c in ("request", "kind", "start_s", "end_s", "tokens")), strict=True)
+        if r == 1)
+    assert lives == [(1, "decode", 1.0, 3.0, 2), (1, "decode", 6.0, 7.0, 1), (1, "prefill", 0.0, 1.0, 2),
+                     (1, "prefill", 5.0, 6.0, 5), (1, "queued", 0.0, 0.0, 0), (1, "queued", 3.0, 5.0, 0)]
+    assert list(zip(s.events["request"].tolist(), s.events["kind"].tolist(), s.events["time_s"].tolist(),
+                    strict=True)) == [(1, 0, 3.0), (0, 1, 5.0), (1, 1, 7.0)]  # preempted, completed, completed
