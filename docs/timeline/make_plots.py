@@ -4,13 +4,14 @@ same point with vLLM's KV cache cut to 160 blocks (and max_model_len 512, so a r
 
 from pathlib import Path
 
-from sim import load_scenario, with_override
-from sim.results.timeline import record_timeline
-from sim.results.timeline_plots import (
+from sim import (
+    load_scenario,
     plot_batch_and_step_time,
     plot_gantt,
     plot_kv_occupancy,
     plot_step_time_vs_batch,
+    record_timeline,
+    with_override,
 )
 
 HERE = Path(__file__).resolve().parent

@@ -112,6 +112,17 @@ class ServerTimeline:
         return self.passes["end_s"] - self.passes["start_s"]
 
     @property
+    def decode_only(self) -> np.ndarray:
+        """Mask of the passes that only decode (no prompt chunk)."""
+        return self.passes["phase"] == DECODE_PASS
+
+    @property
+    def queued_s(self) -> np.ndarray:
+        """Seconds of each stretch a request spent queued (one per admission or rejection)."""
+        queued = self.spans["kind"] == QUEUED
+        return self.spans["end_s"][queued] - self.spans["start_s"][queued]
+
+    @property
     def kv_occupancy(self) -> np.ndarray:
         """Fraction of the KV capacity held after each pass (NaN when not tracked)."""
         if not self.kv_capacity:
