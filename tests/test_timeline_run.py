@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +210,23 @@ def test_paged_preemption_timeline_pass_by_pass() -> None:
                      (1, "prefill", 5.0, 6.0, 5), (1, "queued", 0.0, 0.0, 0), (1, "queued", 3.0, 5.0, 0)]
     assert list(zip(s.events["request"].tolist(), s.events["kind"].tolist(), s.events["time_s"].tolist(),
                     strict=True)) == [(1, 0, 3.0), (0, 1, 5.0), (1, 1, 7.0)]  # preempted, completed, completed
+
+
+def _method_lines(path: Path, cls: str, name: str) -> list[str]:
+    """The body of ``cls.name`` in ``path``, one stripped line each, comments and blanks dropped
+    (the signature too: it may be wrapped differently)."""
+    source = path.read_text()
+    method = next(f for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ClassDef) and node.name == cls
+                  for f in node.body if isinstance(f, ast.FunctionDef) and f.name == name)
+    lines = source.splitlines()[method.body[0].lineno - 1 : method.end_lineno]
+    return [line for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def test_the_recording_loop_is_the_plain_loop_plus_its_marked_lines() -> None:
+    root = Path(__file__).resolve().parents[1]
+    plain = [line.split("  #")[0].strip().replace("self.", "server.")
+             for line in _method_lines(root / "sim/servers/base.py", "IterationServer", "_loop")]
+    copy = [line.split("  #")[0].strip().replace("server._admit(arrivals,", "server._admit(client.pop_arrivals(now),")
+            for line in _method_lines(root / "sim/results/timeline.py", "_RecordingLoop", "_loop")
+            if "# timeline" not in line]
+    assert copy == plain, "IterationServer._loop changed: make _RecordingLoop._loop (sim/results/timeline.py) follow"

@@ -267,7 +267,9 @@ class _RecordingLoop:
     """Runs an :class:`IterationServer` exactly as its own loop does, noting every pass.
 
     :meth:`_loop` is ``IterationServer._loop`` line for line (the same helpers, in the same
-    order, on the same recorder); the lines marked ``# timeline`` are the only additions.
+    order, on the same recorder); the lines marked ``# timeline`` are the only additions
+    (``tests/test_timeline_run.py`` compares the two sources, so an edit to one fails until the
+    other follows).
     """
 
     def __init__(self, server: IterationServer, builder: _Builder) -> None:
@@ -291,7 +293,7 @@ class _RecordingLoop:
         return scheduler.num_preemptions if isinstance(scheduler, PagedScheduler) else 0
 
     def _loop(self, env: simpy.Environment, client: Client, recorder: Recorder) -> Generator[simpy.Event, Any, None]:
-        server, b = self.server, self.b
+        server, b = self.server, self.b  # timeline
         scheduler, cost, fast = server.scheduler, server.cost, server.fast
         decode = scheduler.decode
         deadlines: list[tuple[float, int, Request]] = []
@@ -300,15 +302,15 @@ class _RecordingLoop:
             if deadlines and deadlines[0][0] <= now:
                 server._expire(deadlines, now)
             if client.next_arrival_s() <= now:
-                arrivals = client.pop_arrivals(now)
+                arrivals = client.pop_arrivals(now)  # timeline (the plain loop hands them straight on)
                 for request in arrivals:  # timeline
-                    b.arrive(request)
+                    b.arrive(request)  # timeline
                 server._admit(arrivals, deadlines, recorder, now)
             waiting, preempted = scheduler.num_waiting, self._preemptions()  # timeline
             step = scheduler.schedule(now)
             preempted = self._preemptions() - preempted  # timeline
             if preempted or scheduler.num_waiting != waiting:  # timeline: admissions, preemptions
-                b.sync(list(b.open.values()), now)
+                b.sync(list(b.open.values()), now)  # timeline
             if step is None:
                 wake = min(client.next_arrival_s(), server._next_deadline(deadlines), scheduler.wake_at())
                 if wake == INF:
@@ -353,7 +355,7 @@ class _RecordingLoop:
                     last_decode_end = end
                 scheduler.joined.clear()
             if step.chunks:  # timeline (before complete: the chunks' requests may finish in it)
-                b.add_chunks(b.num_passes, step.chunks)
+                b.add_chunks(b.num_passes, step.chunks)  # timeline
             scheduler.complete(step, end)
             self._single_pass(step, now, end, preempted)  # timeline
             now = end
