@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sim.metrics import STATS
+from sim.metrics.steady import STEADY_KEYS
 from sim.scenario import (
     ClosedLoopArrival,
     Scenario,
@@ -66,6 +67,7 @@ DERIVED_METRICS = ("output_throughput_per_user",)
 SUMMARY_METRICS = (
     "completed", "request_throughput", "output_throughput", "total_token_throughput", "request_goodput",
     *(f"{s}_{m}" for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms") for s in STATS),
+    *STEADY_KEYS,
 )
 TARGETS = {"throughput": 0.10, "p99_latency": 0.20}
 """The project's accuracy targets: median |error| on throughput and on p99 latency."""

@@ -39,7 +39,7 @@ def test_outputs_are_written(seed_run) -> None:
     bench = json.loads(next((out / "bench").glob("vllm_users50.json")).read_text())
     for key in ("completed", "request_throughput", "output_throughput", "mean_ttft_ms", "p99_itl_ms", "median_tpot_ms"):
         assert key in bench
-    for plot in ("output_throughput.png", "p99_e2el_ms.png", "timeouts.png"):
+    for plot in ("output_throughput.png", "p99_ttft_ms.png", "p99_e2el_ms.png", "timeouts.png"):
         assert (out / plot).stat().st_size > 10_000
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,20 +26,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Discrete-event simulator of LLM serving: Ollama, llama.cpp server, vLLM.")
 console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True)
-
-TABLE_COLUMNS = [
-    ("server", "server", "{}"),
-    ("completed", "done", "{}"),
-    ("timeouts", "timeouts", "{}"),
-    ("output_throughput", "out tok/s", "{:.1f}"),
-    ("request_throughput", "req/s", "{:.2f}"),
-    ("median_ttft_ms", "TTFT p50 ms", "{:.0f}"),
-    ("p99_ttft_ms", "TTFT p99 ms", "{:.0f}"),
-    ("median_tpot_ms", "TPOT p50 ms", "{:.1f}"),
-    ("median_e2el_ms", "E2E p50 ms", "{:.0f}"),
-    ("p99_e2el_ms", "E2E p99 ms", "{:.0f}"),
-]
-
 
 def _with_file(path: Path, err: Exception) -> str:
     text = str(err)
@@ -61,43 +46,22 @@ def _apply_sets(scenario: Scenario, sets: list[str]) -> Scenario:
     return scenario
 
 
-def _fmt(value: Any, pattern: str) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "-"
-    try:
-        return pattern.format(value)
-    except (ValueError, TypeError):
-        return str(value)
-
-
 def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
-    """One table for the run: a row per server and sweep value."""
+    """One table for the run (a row per server and sweep value), then a warning line for every
+    point too failed or too small to read (:mod:`sim.results.table`)."""
+    from sim.results.table import CAPTION, point_warnings, table_rows
+
     sweep = scenario.sweep.path if scenario.sweep else None
-    table = Table(title=f"{scenario.name} ({scenario.model if isinstance(scenario.model, str) else 'model'} on {scenario.hardware})")
-    if sweep:
-        table.add_column(sweep.split(".")[-1], justify="right")
-    for _, head, _ in TABLE_COLUMNS:
+    table = Table(title=f"{scenario.name} ({scenario.model if isinstance(scenario.model, str) else 'model'} on {scenario.hardware})",
+                  caption=CAPTION)
+    headers, cells = table_rows(rows, sweep)
+    for head in headers:
         table.add_column(head, justify="right")
-    for row in rows:
-        cells = [str(row["sweep"].get(sweep, "")) for _ in [0] if sweep]
-        cells += [_fmt(row.get(key), pat) for key, _, pat in TABLE_COLUMNS]
-        table.add_row(*cells)
+    for line in cells:
+        table.add_row(*line)
     console.print(table)
-
-
-def _vllm_bench_json(scenario: Scenario, row: dict[str, Any]) -> dict[str, Any]:
-    """A result in the layout `vllm bench serve --save-result` writes (aggregate keys)."""
-    keep = {k: v for k, v in row.items() if k not in ("sweep", "server", "engine")}
-    return {
-        "date": "simulated",
-        "backend": row["engine"],
-        "model_id": scenario.model if isinstance(scenario.model, str) else "hf_config",
-        "num_prompts": row["arrived"],
-        "request_rate": getattr(scenario.workload.arrival, "rate_per_s", "inf"),
-        "max_concurrency": getattr(scenario.workload.arrival, "users", None),
-        "simulator": "servesim",
-        **keep,
-    }
+    for warning in point_warnings(rows, sweep):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
 def _point_key(scenario: Scenario, sweep: dict[str, Any], server: str, resolved: Any) -> str:
@@ -113,8 +77,11 @@ def _point_row(scenario: Scenario, index: int, sweep: dict[str, Any], fast: bool
     """Run one server at one sweep value (in this process or a worker): its result row."""
     from sim.simulation import run_server
 
+    from sim.results.bench import DETAIL_KEY, request_detail
+
     result = run_server(scenario, index, fast=fast, sweep=sweep)
-    return {**result.row(), "notes": result.notes}
+    detail = request_detail(result.recorder)
+    return {**result.row(), "notes": result.notes, **({DETAIL_KEY: detail} if detail is not None else {})}
 
 
 def _run_points(scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1) -> list[dict[str, Any]]:
@@ -163,28 +130,34 @@ def _run_points(scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1)
 
 
 def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) -> None:
-    from sim.results.plots import save_standard_plots
+    import datetime as dt
+
+    from sim.results.bench import DETAIL_KEY, bench_name, point_bench
+    from sim.results.plots import run_title, save_standard_plots
 
     out.mkdir(parents=True, exist_ok=True)
     sweep = scenario.sweep.path if scenario.sweep else None
+    skip = ("server", "engine", "sweep", "notes", DETAIL_KEY)
     flat = [{"server": r["server"], "engine": r["engine"], "sweep": r["sweep"],
-             **{k: v for k, v in r.items() if k not in ("server", "engine", "sweep", "notes")}} for r in rows]
+             **{k: v for k, v in r.items() if k not in skip}} for r in rows]
     doc = {"scenario": scenario.model_dump(mode="json"), "points": flat,
            "notes": {f"{r['server']} {r['sweep']}": r.get("notes", {}) for r in rows}}
     (out / "results.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    keys = [k for k in flat[0] if k != "sweep"]
+    keys = list(dict.fromkeys(k for r in flat for k in r if k != "sweep"))
     with (out / "results.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["server", *(["sweep." + sweep] if sweep else []), *keys[1:]])
         for r in flat:
-            writer.writerow([r["server"], *([r["sweep"][sweep]] if sweep else []), *(r[k] for k in keys[1:])])
+            writer.writerow([r["server"], *([r["sweep"][sweep]] if sweep else []), *(r.get(k) for k in keys[1:])])
     bench = out / "bench"
     bench.mkdir(exist_ok=True)
-    for r in flat:
-        tag = "_".join(f"{k.split('.')[-1]}{v}" for k, v in r["sweep"].items())
-        name = f"{r['server']}{'_' + tag if tag else ''}.json".replace("/", "-")
-        (bench / name).write_text(json.dumps(_vllm_bench_json(scenario, r), indent=2, default=float) + "\n")
-    save_standard_plots(flat, sweep, out, scenario.name, scenario.workload.timeout_s)
+    date = dt.datetime.now().astimezone()
+    for r in rows:
+        point = scenario
+        for path, value in r["sweep"].items():
+            point = with_override(point, path, value)
+        (bench / bench_name(r)).write_text(json.dumps(point_bench(point, r, date)) + "\n")
+    save_standard_plots(flat, sweep, out, run_title(scenario), scenario.workload.timeout_s)
 
 
 @app.command("run")
@@ -213,7 +186,7 @@ def run_cmd(
     if out is not None:
         _write_outputs(scenario, rows, out)
         console.print(f"wrote {out}/results.json, results.csv, bench/*.json and the plots "
-                      "output_throughput.png, p99_e2el_ms.png, timeouts.png")
+                      "output_throughput.png, p99_ttft_ms.png, p99_e2el_ms.png, timeouts.png")
 
 
 @app.command("check")
