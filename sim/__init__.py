@@ -9,10 +9,11 @@ The public Python API (the import package is ``sim``; the distribution and the c
     >>> results = sim.run(scenario)  # one PointResult per server and sweep value  # doctest: +SKIP
     >>> results[0].metrics["output_throughput"]  # doctest: +SKIP
 
-``sim.plot_metric`` / ``sim.save_standard_plots`` draw results; ``sim.record_timeline`` records every
-pass and request of a run (``sim.write_trace`` writes it for Perfetto, ``sim.plot_gantt``,
-``sim.plot_batch_and_step_time``, ``sim.plot_kv_occupancy``, ``sim.plot_step_time_vs_batch`` draw it); ``sim.get_model``,
-``sim.get_hardware`` and ``sim.get_format`` read the catalog. The layers behind these names are
+``sim.plot_metric`` / ``sim.save_standard_plots`` draw results; ``sim.record_timeline``
+records every pass and request of a run (``sim.write_trace`` writes it for Perfetto;
+``sim.plot_gantt``, ``sim.plot_batch_and_step_time``, ``sim.plot_kv_occupancy`` and
+``sim.plot_step_time_vs_batch`` draw it); ``sim.get_model``, ``sim.get_hardware`` and
+``sim.get_format`` read the catalog. The layers behind these names are
 described in ``docs/architecture.md``.
 
 ``sim.CORE`` says whether the hot modules run compiled (mypyc) or as pure Python (see

@@ -209,7 +209,7 @@ def check_cmd(files: Annotated[list[Path], typer.Argument(help="Scenario files o
         raise typer.Exit(2)
 
 
-from sim.cli.calibrate import register as _register_calibration
+from sim.cli.calibrate import register as _register_calibration  # noqa: E402
 
 _register_calibration(app)
 
