@@ -144,7 +144,8 @@ class ConstantStepCost:
 
 @dataclass(frozen=True)
 class LinearStepCost:
-    """t = overhead + per prompt token + per decoding sequence + per attended context token."""
+    """t = overhead + per prompt (or verified draft) token + per decoding sequence + per attended
+    context token."""
 
     overhead_s: float = 0.0
     prefill_s_per_token: float = 0.0
@@ -154,7 +155,7 @@ class LinearStepCost:
     def step_time(self, shape: BatchShape) -> float:
         return (
             self.overhead_s
-            + self.prefill_s_per_token * shape.num_prefill_tokens
+            + self.prefill_s_per_token * (shape.num_prefill_tokens + shape.num_spec_tokens)
             + self.decode_s_per_seq * shape.num_decode_seqs
             + self.attention_s_per_context_token * shape.num_context_tokens
         )
@@ -213,12 +214,12 @@ class RooflineStepCost:
     def step_time(self, shape: BatchShape) -> float:
         tokens = shape.num_tokens
         seqs = shape.num_decode_seqs + shape.num_prefill_seqs
-        logits = seqs
+        logits = seqs + shape.num_spec_tokens  # (a verified draft is sampled like any token)
         if self.lm_head_on_every_prompt_token:
             logits += shape.num_prefill_tokens - shape.num_prefill_seqs
         passes = max(1, -(-tokens // self.max_pass_tokens))
         kv_tokens = shape.num_context_tokens + shape.prefill_context_tokens + tokens
-        pairs = shape.num_context_tokens + shape.prefill_attention_pairs
+        pairs = shape.num_context_tokens + shape.prefill_attention_pairs + shape.spec_attention_pairs
         gemm_memory, gemm_compute = self._gemm_times(tokens, logits, passes)
         attention_memory = self.kv_bytes_per_token * kv_tokens / self.bandwidth_bytes_per_s
         attention_compute = self.attention_flops_per_pair * pairs / self.attention_flops_per_s

@@ -30,6 +30,8 @@ from sim.scenario import (
 )
 from sim.servers.paged import PagedPolicy
 from sim.servers.slots import BudgetMode, SlotPolicy
+from sim.servers.speculative import SpecPolicy
+from sim.speculation import Drafting, drafted_cost, llama_cpp_drafting, vllm_drafting
 
 __all__ = ["EngineError", "ResolvedServer", "resolve_server"]
 
@@ -56,6 +58,8 @@ class ResolvedServer:
     weight_format: str = ""
     profile: CostProfile | None = None
     notes: dict[str, object] = field(default_factory=dict)
+    speculative: SpecPolicy | None = None
+    """Speculative decoding's draft policy (None: the server does not speculate)."""
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -214,7 +218,17 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
     ctx = spec.ctx_size or 4096
     shift = spec.context_shift if spec.context_shift is not None else build < CONTEXT_SHIFT_OFF_BUILD
     kv = _kv_bytes(model, spec)
-    return _slot_server(
+    drafting = llama_cpp_drafting(spec, build)
+    if drafting is not None and drafting.drafter is not None:  # each slot holds a draft context
+        draft_bytes = drafting.extra_weight_bytes(fmt) + ctx * _kv_bytes(drafting.drafter, spec)
+        weights = model.weight_bytes(fmt)
+        if weights + CUDA_CONTEXT_BYTES + ctx * kv + draft_bytes > hardware.memory_bytes:
+            raise EngineError(
+                f"server {spec.label!r}: the draft model {spec.model_draft!r} and its context need "
+                f"{draft_bytes / GIB:.1f} GiB beside the target's; {hardware.id} has {hardware.memory_gib:g} GiB: "
+                "use a smaller draft model or context size"
+            )
+    resolved = _slot_server(
         spec, "llama.cpp", model, hardware, fmt, kv,
         SlotPolicy(
             num_slots=parallel,
@@ -227,6 +241,19 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
         total_ctx=ctx, ubatch=spec.ubatch_size,
         notes={"parallel": parallel, "kv_unified": unified, "ctx_size": ctx, "context_shift": shift},
     )
+    return _speculate(resolved, drafting, spec, fmt)
+
+
+def _speculate(resolved: ResolvedServer, drafting: Drafting | None, spec: ServerSpecT, fmt: WeightFormat) -> ResolvedServer:
+    """Add speculative decoding to a resolved server: the drafter's cost, the draft policy, notes."""
+    if drafting is None:
+        return resolved
+    if drafting.drafter is not None:
+        read = _weights_read_per_pass(drafting.drafter, fmt)
+        resolved.cost = drafted_cost(resolved.cost, drafting, read, _kv_bytes(drafting.drafter, spec))
+    resolved.speculative = drafting.policy
+    resolved.notes.update(drafting.notes)
+    return resolved
 
 
 def _slot_server(
@@ -310,6 +337,16 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
     weights = model.weight_bytes(fmt)
     budget = hardware.memory_bytes * spec.gpu_memory_utilization
     non_kv = weights + _activation_bytes(model, max_tokens, max_seqs) + CUDA_CONTEXT_BYTES
+    drafting = vllm_drafting(spec.speculative_config, model) if spec.speculative_config else None
+    block_kv = kv
+    if drafting is not None:
+        if not v1:
+            raise EngineError(
+                f"server {spec.label!r}: speculative_config is modelled for vLLM's V1 engine; use version >= 0.8"
+            )
+        if drafting.drafter is not None:  # the drafter's weights, and its KV in the same blocks
+            non_kv += drafting.extra_weight_bytes(fmt)
+            block_kv = kv + _kv_bytes(drafting.drafter, spec)
     if spec.num_gpu_blocks_override:
         num_blocks = spec.num_gpu_blocks_override
     else:
@@ -319,7 +356,7 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
                 f"gpu_memory_utilization={spec.gpu_memory_utilization} x {hardware.memory_gib:g} GiB; "
                 "raise gpu_memory_utilization, quantize (quantization: awq) or use larger hardware"
             )
-        num_blocks = int((budget - non_kv) // (kv * spec.block_size))
+        num_blocks = int((budget - non_kv) // (block_kv * spec.block_size))
     capacity = num_blocks * spec.block_size
     _check_one_request_fits(spec.label, capacity, max_len, "gpu_memory_utilization")
     policy = PagedPolicy(
@@ -338,7 +375,8 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
         "engine_version": "V1" if v1 else "V0", "num_kv_blocks": num_blocks, "kv_capacity_tokens": capacity,
         "max_num_seqs": max_seqs, "max_num_batched_tokens": max_tokens, "max_model_len": max_len,
     }
-    return ResolvedServer(spec.label, "vllm", policy, cost, None, fmt.name, profile, notes)
+    resolved = ResolvedServer(spec.label, "vllm", policy, cost, None, fmt.name, profile, notes)
+    return _speculate(resolved, drafting, spec, fmt)
 
 
 def _resolve_paged(spec: PagedBatchingSpec, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:

@@ -19,6 +19,7 @@ from sim.servers.base import IterationServer
 from sim.servers.paged import PagedPolicy, PagedScheduler
 from sim.servers.request_level import RequestLevelServer, service_distribution
 from sim.servers.slots import SlotPolicy, SlotScheduler
+from sim.servers.speculative import SpeculativePagedScheduler, SpeculativeSlotScheduler
 from sim.workload import Workload, generate_workload, make_client
 from sim.workload.table import INF
 
@@ -70,10 +71,33 @@ def _build(resolved: ResolvedServer, workload: Workload, fast: bool, seed: int) 
         service = service_distribution(resolved.service.distribution).sample(rng, len(workload))
         return RequestLevelServer(resolved.policy.num_slots, service)
     assert resolved.cost is not None
+    spec = resolved.speculative
+    if spec is not None:  # the acceptance stream: a child of the seed of its own
+        stream = int(np.random.SeedSequence(seed).spawn(5)[4].generate_state(1)[0])
+        if isinstance(resolved.policy, PagedPolicy):
+            return IterationServer(SpeculativePagedScheduler(resolved.policy, spec, stream), resolved.cost, fast=fast)
+        assert isinstance(resolved.policy, SlotPolicy)
+        return IterationServer(SpeculativeSlotScheduler(resolved.policy, spec, stream), resolved.cost, fast=fast)
     if isinstance(resolved.policy, PagedPolicy):
         return IterationServer(PagedScheduler(resolved.policy), resolved.cost, fast=fast)
     assert isinstance(resolved.policy, SlotPolicy)
     return IterationServer(SlotScheduler(resolved.policy), resolved.cost, fast=fast)
+
+
+def _spec_metrics(server: IterationServer | RequestLevelServer) -> dict[str, float]:
+    """vLLM's speculative-decoding counters (``vllm:spec_decode_*``) of a speculating server."""
+    scheduler = getattr(server, "scheduler", None)
+    if not isinstance(scheduler, SpeculativePagedScheduler | SpeculativeSlotScheduler):
+        return {}
+    a = scheduler.acceptance
+    out: dict[str, float] = {
+        "spec_decode_num_drafts": a.num_drafts,
+        "spec_decode_num_draft_tokens": a.num_draft_tokens,
+        "spec_decode_num_accepted_tokens": a.num_accepted_tokens,
+        "spec_decode_acceptance_length": a.acceptance_length,
+        "spec_decode_draft_acceptance_rate": a.num_accepted_tokens / a.num_draft_tokens if a.num_draft_tokens else 0.0,
+    }
+    return out
 
 
 StartHook = Callable[[IterationServer | RequestLevelServer, simpy.Environment, Any, Recorder], None]
@@ -85,9 +109,11 @@ def _start(server: IterationServer | RequestLevelServer, env: simpy.Environment,
 
 
 def simulate(
-    scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True, start: StartHook = _start,
+    scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True,
+    counters: dict[str, float] | None = None, start: StartHook = _start,
 ) -> Recorder:
-    """Replay ``workload`` through one server; returns its records."""
+    """Replay ``workload`` through one server; returns its records (and fills ``counters`` with
+    the server's speculative-decoding counters, if it speculates)."""
     env = simpy.Environment()
     recorder = Recorder(max(len(workload), 1))
     w = scenario.workload
@@ -96,6 +122,8 @@ def simulate(
     start(server, env, client, recorder)
     env.run()
     recorder.trim()
+    if counters is not None:
+        counters.update(_spec_metrics(server))
     stuck = np.flatnonzero(recorder.status == Status.IN_FLIGHT)
     if stuck.size:  # nothing left to happen, yet requests inside: they can never be served
         i = int(stuck[0])
@@ -119,9 +147,10 @@ def run_server(
     """Run server ``index`` of the scenario (``start`` starts the built server: see simulate)."""
     resolved = resolve_servers(scenario)[index]
     workload = workload if workload is not None else scenario_workload(scenario)
-    recorder = simulate(scenario, resolved, workload, fast=fast, start=start)
+    counters: dict[str, float] = {}
+    recorder = simulate(scenario, resolved, workload, fast=fast, counters=counters, start=start)
     slo = scenario.slo.model_dump() if scenario.slo else None
-    metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
+    metrics = {**summarize(recorder, _warmup(scenario, recorder.num_arrived), slo), **counters}
     notes = {**resolved.notes, "weight_format": resolved.weight_format}
     if resolved.profile is not None:
         notes["cost_profile"] = resolved.profile.id

@@ -36,6 +36,7 @@ from sim.scenario.servers import (  # noqa: F401
     ServerSpec,
     ServiceDistribution,
     SingleQueueSpec,
+    SpeculativeConfig,
     VllmSpec,
 )
 from sim.scenario.workload import (  # noqa: F401
@@ -87,6 +88,7 @@ __all__ = [
     "ServiceDistribution",
     "SingleQueueSpec",
     "SloSpec",
+    "SpeculativeConfig",
     "Spec",
     "SweepSpec",
     "ThinkTime",
