@@ -64,6 +64,11 @@ CASES = {
                             "kv_unified": True, "cost": LINEAR}),
     "single-queue-closed": _tiny({"kind": "single_queue", "num_parallel": 2, "num_ctx": 120, "num_batch": 32,
                                   "cost": {"kind": "roofline"}}, arrival={"kind": "closed_loop", "users": 5}),
+    "vllm-eagle3": _tiny({"engine": "vllm", "cost": {"kind": "roofline"}, "num_gpu_blocks_override": 300,
+                          "max_model_len": 512, "speculative_config": {"method": "eagle3", "num_speculative_tokens": 3}},
+                         arrival={"kind": "closed_loop", "users": 8}, hardware="h100-sxm"),
+    "llama.cpp-draft": _tiny({"engine": "llama.cpp", "quantization": "q4_k_m", "parallel": 4, "cost": {"kind": "roofline"},
+                              "model_draft": "llama-3.2-1b", "draft_max": 4}, timeout_s=4.0),
     "sampled-service": _tiny({"kind": "single_queue", "num_parallel": 2,
                               "cost": {"kind": "sampled", "distribution": {"kind": "exponential", "mean_s": 0.1}}}),
 }
@@ -117,8 +122,11 @@ def test_passes_and_lives_account_for_every_token_preemption_and_end(name: str) 
     # passes follow one another on the server's track, never overlapping
     assert np.all(p["start_s"][1:] >= p["end_s"][:-1]) and np.all(p["end_s"] >= p["start_s"])
     assert math.isclose(float(s.step_s.sum()), rec.busy_s, rel_tol=1e-9)
-    # each token of a decode pass went to one member; each prompt token to one prefill span
-    assert p["decode_seqs"].sum() == sp["tokens"][sp["kind"] == DECODE].sum()
+    # each token of a decode pass went to one member (plus the accepted drafts, when speculating);
+    # each prompt token to one prefill span
+    decoded = sp["tokens"][sp["kind"] == DECODE].sum()
+    assert p["decode_seqs"].sum() <= decoded <= p["decode_seqs"].sum() + p["draft_tokens"].sum()
+    assert (p["draft_tokens"].sum() == 0) == (decoded == p["decode_seqs"].sum())
     assert p["prompt_tokens"].sum() == sp["tokens"][sp["kind"] == PREFILL].sum()
     # every request ends once, when and how its record says
     ends = ev["kind"] > 0

@@ -11,7 +11,8 @@ terms (JSON object form; ``ts`` and ``dur`` in whole microseconds of simulated t
   tokens sampled), and an instant when it was preempted and when it left (completed, timeout,
   rejected, cancelled);
 * counters (``C``) on the server: ``batch size`` (sequences in the pass), ``tokens in flight``
-  (tokens the pass computes: prompt-chunk tokens plus one per decoding sequence), ``KV
+  (tokens the pass computes: prompt-chunk tokens, one per decoding sequence and the speculative
+  drafts it verifies), ``KV
   occupancy`` (percent of the server's KV blocks, or slot tokens, held) and ``queue``
   (requests waiting).
 
@@ -76,6 +77,8 @@ def _server_events(s: ServerTimeline, pid: int) -> list[dict[str, Any]]:
             "context tokens": cols["context_tokens"][i],
             "queue": cols["waiting"][i],
         }
+        if cols["draft_tokens"][i]:
+            args["draft tokens"] = cols["draft_tokens"][i]
         if unit:
             args[f"KV {unit} used"] = cols["kv_used"][i]
         if cols["preemptions"][i]:
@@ -92,7 +95,8 @@ def _server_events(s: ServerTimeline, pid: int) -> list[dict[str, Any]]:
         times = np.concatenate([start, end[idle], end[-1:]])
         order = np.argsort(times, kind="stable")
         batch = np.concatenate([s.batch_size, np.zeros(idle.size + 1, dtype=np.int64)])
-        tokens = np.concatenate([p["prompt_tokens"] + p["decode_seqs"], np.zeros(idle.size + 1, dtype=np.int64)])
+        computed = p["prompt_tokens"] + p["decode_seqs"] + p["draft_tokens"]
+        tokens = np.concatenate([computed, np.zeros(idle.size + 1, dtype=np.int64)])
         _counter(events, "batch size", "sequences", pid, times[order], batch[order])
         _counter(events, "tokens in flight", "tokens", pid, times[order], tokens[order])
         _counter(events, "queue", "requests", pid, end, p["waiting"])

@@ -75,7 +75,9 @@ class ServerTimeline:
     ``passes`` columns (one row per forward pass, in time order): ``start_s``, ``end_s``,
     ``phase`` (index into :data:`PASS_PHASES`), ``prompt_tokens`` and ``prompt_seqs`` (prompt
     chunks read), ``decode_seqs`` (sequences given one token), ``context_tokens`` (KV tokens the
-    decoders attend), ``kv_used`` (KV blocks, or tokens for slot servers, held after the pass),
+    decoders attend), ``draft_tokens`` (speculative drafts verified beside the decode tokens;
+    each decoding sequence gains its one token plus the drafts it had accepted), ``kv_used`` (KV
+    blocks, or tokens for slot servers, held after the pass),
     ``preemptions`` (requests preempted when the pass was scheduled), ``waiting`` (requests
     arrived and not admitted when it ended; one admitted at that instant is not counted). ``chunks`` maps a pass index to its prompt chunks ``[(request, tokens)]``.
 
@@ -164,7 +166,7 @@ class _Builder:
     """Collects a server's passes and request lives as plain lists (numpy at the end)."""
 
     PASS_COLUMNS = ("start_s", "end_s", "phase", "prompt_tokens", "prompt_seqs", "decode_seqs",
-                    "context_tokens", "kv_used", "preemptions")
+                    "context_tokens", "draft_tokens", "kv_used", "preemptions")
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -177,10 +179,10 @@ class _Builder:
 
     # passes ------------------------------------------------------------------------------------
     def add_pass(self, start: float, end: float, phase: int, prompt_tokens: int, prompt_seqs: int,
-                 decode_seqs: int, context: int, kv_used: int, preemptions: int) -> None:
+                 decode_seqs: int, context: int, drafts: int, kv_used: int, preemptions: int) -> None:
         p = self.passes
         for name, value in zip(self.PASS_COLUMNS, (start, end, phase, prompt_tokens, prompt_seqs, decode_seqs,
-                                                   context, kv_used, preemptions), strict=True):
+                                                   context, drafts, kv_used, preemptions), strict=True):
             p[name].append(value)
         self.num_passes += 1
         if self.num_passes > MAX_PASSES:
@@ -232,7 +234,7 @@ class _Builder:
                 entry[4] += chunk
 
     def columns(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
-        ints = {"phase", "prompt_tokens", "prompt_seqs", "decode_seqs", "context_tokens", "kv_used",
+        ints = {"phase", "prompt_tokens", "prompt_seqs", "decode_seqs", "context_tokens", "draft_tokens", "kv_used",
                 "preemptions", "waiting", "request", "kind", "tokens", "slot"}
 
         def arrays(cols: dict[str, list[float]]) -> dict[str, np.ndarray]:
@@ -368,7 +370,8 @@ class _RecordingLoop:
         d = step.num_decode_seqs if step.decode else 0
         prompt = sum(c for _, c in step.chunks)
         phase = DECODE_PASS if not step.chunks else MIXED_PASS if d else PREFILL_PASS
-        b.add_pass(start, end, phase, prompt, len(step.chunks), d, step.context_tokens if d else 0,
+        drafts = step.drafts.tokens if step.drafts is not None else 0  # (speculative decoding)
+        b.add_pass(start, end, phase, prompt, len(step.chunks), d, step.context_tokens if d else 0, drafts,
                    _kv_used(scheduler), preempted)
         if step.chunks:
             b.sync([b.open[r.id] for r, _ in step.chunks if r.id in b.open], end)
@@ -387,7 +390,7 @@ class _RecordingLoop:
                 kv = used + (decode.new_blocks(j + 1, first=1) if j else 0)
             else:  # every member stores one more token per pass
                 kv = used + d * (j + 1)
-            b.add_pass(t, stop, DECODE_PASS, 0, 0, d, context + d * j, kv, preempted if j == 0 else 0)
+            b.add_pass(t, stop, DECODE_PASS, 0, 0, d, context + d * j, 0, kv, preempted if j == 0 else 0)
             t = stop
 
 
