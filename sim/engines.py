@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from typing import assert_never
 
 from sim.catalog import HardwareSpec, ModelSpec, WeightFormat, get_format, kv_dtype_bytes
+from sim.catalog.base import CatalogError
 from sim.costs import ConstantStepCost, LinearStepCost, RooflineStepCost, StepCost
+from sim.layouts import (
+    Layout,
+    ollama_gpus,
+    plan_layer_split,
+    plan_row_split,
+    plan_single,
+    plan_vllm,
+    step_cost,
+)
+from sim.parallel import ParallelError
 from sim.profiles import CostProfile, select_profile
 from sim.scenario import (
     ConstantCostSpec,
@@ -104,8 +115,9 @@ def build_cost(
     fmt: WeightFormat,
     kv_bytes: float,
     max_pass_tokens: int,
+    layout: Layout | None = None,
 ) -> tuple[StepCost | None, CostProfile | None]:
-    """The step-cost model a server's passes are priced with."""
+    """The step-cost model a server's passes are priced with (spread over ``layout``'s GPUs)."""
     cost = spec.cost
     match cost:
         case ConstantCostSpec():
@@ -126,7 +138,7 @@ def build_cost(
             p = profile.params.model_copy(
                 update={k: v for k, v in cost.model_dump().items() if k in type(profile.params).model_fields and v is not None}
             )
-            return RooflineStepCost(
+            return _spread(layout, spec, model, hardware, fmt, RooflineStepCost(
                 weight_bytes_per_pass=_weights_read_per_pass(model, fmt),
                 kv_bytes_per_token=kv_bytes,
                 layer_matmul_params=model.num_layer_matmul_params,
@@ -140,9 +152,87 @@ def build_cost(
                 max_pass_tokens=max_pass_tokens,
                 lm_head_on_every_prompt_token=getattr(spec, "logits_all", False),
                 per_kernel=hardware.kind != "cpu",
-            ), profile
+            )), profile
         case _:
             assert_never(cost)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several GPUs, mixture-of-experts (sim.layouts does the placement and the pricing)
+# ---------------------------------------------------------------------------------------------
+def _spread(
+    layout: Layout | None, spec: ServerSpecT, model: ModelSpec, hardware: HardwareSpec, fmt: WeightFormat,
+    cost: RooflineStepCost,
+) -> StepCost:
+    """The one-device roofline as the layout's step cost; unchanged for a dense model on one device."""
+    if layout is None and model.moe is None:
+        return cost
+    try:
+        plan = layout if layout is not None else plan_single(model, fmt, 1.0, "single")
+        return step_cost(plan, cost, model, hardware, fmt, skew=spec.expert_skew)
+    except (ParallelError, CatalogError) as err:
+        raise EngineError(f"server {spec.label!r}: {err}") from None
+
+
+def _vllm_layout(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec, fmt: WeightFormat) -> Layout | None:
+    """vLLM's TP/PP/DP/EP placement (None for one GPU), or its start-up refusal."""
+    if spec.tensor_parallel_size * spec.pipeline_parallel_size * spec.data_parallel_size == 1 and not spec.enable_expert_parallel:
+        return None
+    try:
+        return plan_vllm(
+            model, hardware, fmt, kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype),
+            tp=spec.tensor_parallel_size, pp=spec.pipeline_parallel_size, dp=spec.data_parallel_size,
+            ep=spec.enable_expert_parallel, partition=spec.pp_layer_partition,
+            disable_custom_all_reduce=spec.disable_custom_all_reduce,
+        )
+    except (ParallelError, CatalogError) as err:
+        raise EngineError(f"server {spec.label!r}: {err}") from None
+
+
+def _vllm_parallel_blocks(spec: VllmSpec, layout: Layout, model: ModelSpec, hardware: HardwareSpec, max_tokens: int, max_seqs: int) -> int:
+    """KV blocks of a multi-GPU engine: each worker's free memory, the minimum over workers."""
+    budget = hardware.memory_bytes * spec.gpu_memory_utilization
+    activation = _activation_bytes(model, max_tokens, max_seqs) / layout.tp
+    free = []
+    for share in layout.shares:
+        non_kv = share.weight_bytes + activation + CUDA_CONTEXT_BYTES
+        if non_kv >= budget:
+            raise EngineError(
+                f"server {spec.label!r}: weights per GPU ({share.weight_bytes / GIB:.1f} GiB: layers {share.start}-{share.stop - 1} "
+                f"at tensor_parallel_size {layout.tp}) plus activations do not fit in gpu_memory_utilization="
+                f"{spec.gpu_memory_utilization} x {hardware.memory_gib:g} GiB; raise tensor_parallel_size or "
+                "pipeline_parallel_size, quantize, or use larger GPUs"
+            )
+        free.append(budget - non_kv)
+    return layout.kv_blocks(free, spec.block_size)
+
+
+def _split_layout(
+    spec: LlamaCppSpec | OllamaSpec, model: ModelSpec, hardware: HardwareSpec, fmt: WeightFormat, devices: int
+) -> Layout | None:
+    """llama.cpp's split over ``devices`` GPUs (None for one)."""
+    if devices <= 1:
+        return None
+    kv = kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype)
+    try:
+        if isinstance(spec, LlamaCppSpec) and spec.split_mode == "row":
+            return plan_row_split(model, hardware, fmt, kv, devices=devices, engine="llama.cpp")
+        proportions = spec.tensor_split if isinstance(spec, LlamaCppSpec) else None
+        return plan_layer_split(model, hardware, fmt, kv, devices=devices, proportions=proportions, engine=spec.engine)
+    except (ParallelError, CatalogError) as err:
+        raise EngineError(f"server {spec.label!r}: {err}") from None
+
+
+def _check_split_fits(label: str, layout: Layout, hardware: HardwareSpec, ctx_tokens: int) -> None:
+    """Every device holds its layers' weights and their KV for ``ctx_tokens`` tokens."""
+    for i, share in enumerate(layout.shares):
+        need = share.weight_bytes + ctx_tokens * share.kv_bytes_per_token + CUDA_CONTEXT_BYTES
+        if need > hardware.memory_bytes:
+            raise EngineError(
+                f"server {label!r}: GPU {i} (layers {share.start}-{share.stop - 1}) needs {need / GIB:.1f} GiB "
+                f"(weights and a {ctx_tokens}-token KV cache) but {hardware.id} has {hardware.memory_gib:g} GiB; "
+                "lower the context, change tensor_split, quantize, or use more GPUs"
+            )
 
 
 def _check_weights_fit(label: str, weights: float, hardware: HardwareSpec, fmt: WeightFormat) -> None:
@@ -173,9 +263,16 @@ def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) 
     fmt = _format_for(spec, "ollama")
     kv = _kv_bytes(model, spec)
     weights = model.weight_bytes(fmt)
-    _check_weights_fit(spec.label, weights, hardware, fmt)
-    free = hardware.memory_bytes - weights - CUDA_CONTEXT_BYTES
+    gpus, placement = ollama_gpus(
+        _version(spec.version), weights + CUDA_CONTEXT_BYTES, hardware.memory_bytes, hardware.count, spec.sched_spread
+    )
+    layout = _split_layout(spec, model, hardware, fmt, gpus)
+    if layout is None:
+        _check_weights_fit(spec.label, weights, hardware, fmt)
+    free = hardware.memory_bytes * gpus - weights - CUDA_CONTEXT_BYTES * gpus
     parallel, num_ctx, why = _ollama_defaults(spec, kv, free)
+    if layout is not None:
+        _check_split_fits(spec.label, layout, hardware, parallel * num_ctx)
     if parallel * num_ctx * kv > free:
         raise EngineError(
             f"server {spec.label!r}: KV for num_parallel={parallel} x num_ctx={num_ctx} needs "
@@ -194,8 +291,10 @@ def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) 
         keep_alive_s=spec.keep_alive_s,
         cold_start=spec.cold_start,
     )
-    cost, profile = build_cost(spec, "ollama", model, hardware, fmt, kv, spec.num_batch)
+    cost, profile = build_cost(spec, "ollama", model, hardware, fmt, kv, spec.num_batch, layout)
     notes = {"num_parallel": parallel, "num_parallel_reason": why, "num_ctx": num_ctx, "runner": runner}
+    if hardware.count > 1:
+        notes |= {"gpus_used": gpus, "placement": placement, **(layout.notes if layout else {})}
     return ResolvedServer(spec.label, "ollama", policy, cost, None, fmt.name, profile, notes)
 
 
@@ -240,6 +339,7 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
         ),
         total_ctx=ctx, ubatch=spec.ubatch_size,
         notes={"parallel": parallel, "kv_unified": unified, "ctx_size": ctx, "context_shift": shift},
+        layout=_split_layout(spec, model, hardware, fmt, hardware.count if spec.split_mode != "none" else 1),
     )
     return _speculate(resolved, drafting, spec, fmt)
 
@@ -258,16 +358,20 @@ def _speculate(resolved: ResolvedServer, drafting: Drafting | None, spec: Server
 
 def _slot_server(
     spec: ServerSpecT, engine: str, model: ModelSpec, hardware: HardwareSpec, fmt: WeightFormat, kv: float,
-    policy: SlotPolicy, total_ctx: int, ubatch: int, notes: dict[str, object],
+    policy: SlotPolicy, total_ctx: int, ubatch: int, notes: dict[str, object], layout: Layout | None = None,
 ) -> ResolvedServer:
     weights = model.weight_bytes(fmt)
-    _check_weights_fit(spec.label, weights, hardware, fmt)
-    if weights + CUDA_CONTEXT_BYTES + total_ctx * kv > hardware.memory_bytes:
+    if layout is not None:
+        _check_split_fits(spec.label, layout, hardware, total_ctx)
+        notes = {**notes, **layout.notes}
+    else:
+        _check_weights_fit(spec.label, weights, hardware, fmt)
+    if layout is None and weights + CUDA_CONTEXT_BYTES + total_ctx * kv > hardware.memory_bytes:
         raise EngineError(
             f"server {spec.label!r}: a {total_ctx}-token KV cache needs {total_ctx * kv / GIB:.1f} GiB on top of "
             f"{weights / GIB:.1f} GiB of weights; {hardware.id} has {hardware.memory_gib:g} GiB: lower the context size"
         )
-    cost, profile = build_cost(spec, engine, model, hardware, fmt, kv, ubatch)
+    cost, profile = build_cost(spec, engine, model, hardware, fmt, kv, ubatch, layout)
     return ResolvedServer(spec.label, engine, policy, cost, None, fmt.name, profile, notes)
 
 
@@ -347,8 +451,16 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
         if drafting.drafter is not None:  # the drafter's weights, and its KV in the same blocks
             non_kv += drafting.extra_weight_bytes(fmt)
             block_kv = kv + _kv_bytes(drafting.drafter, spec)
+    layout = _vllm_layout(spec, model, hardware, fmt)
+    if drafting is not None and layout is not None:
+        raise EngineError(
+            f"server {spec.label!r}: speculative_config together with tensor/pipeline/data parallelism is not "
+            "modelled yet; drop speculative_config or use one GPU"
+        )
     if spec.num_gpu_blocks_override:
         num_blocks = spec.num_gpu_blocks_override
+    elif layout is not None:
+        num_blocks = _vllm_parallel_blocks(spec, layout, model, hardware, max_tokens, max_seqs)
     else:
         if non_kv >= budget:
             raise EngineError(
@@ -359,22 +471,26 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
         num_blocks = int((budget - non_kv) // (block_kv * spec.block_size))
     capacity = num_blocks * spec.block_size
     _check_one_request_fits(spec.label, capacity, max_len, "gpu_memory_utilization")
+    # DP ranks (each its own pool and batch) and PP micro-batches step as one engine here
+    dp, pp = (layout.dp, layout.pp) if layout is not None else (1, 1)
     policy = PagedPolicy(
-        num_blocks=num_blocks,
+        num_blocks=num_blocks * dp,
         block_size=spec.block_size,
-        max_num_seqs=max_seqs,
-        max_num_batched_tokens=max_tokens,
+        max_num_seqs=max_seqs * dp,
+        max_num_batched_tokens=max_tokens * dp * pp,
         max_model_len=max_len,
         enable_chunked_prefill=spec.enable_chunked_prefill if spec.enable_chunked_prefill is not None else v1,
         enable_prefix_caching=spec.enable_prefix_caching if spec.enable_prefix_caching is not None else v1,
         prefill_first=not v1,
         watermark_blocks=0 if v1 else max(1, num_blocks // 100),
     )
-    cost, profile = build_cost(spec, "vllm", model, hardware, fmt, kv, 1 << 30)
+    cost, profile = build_cost(spec, "vllm", model, hardware, fmt, kv, 1 << 30, layout)
     notes: dict[str, object] = {
         "engine_version": "V1" if v1 else "V0", "num_kv_blocks": num_blocks, "kv_capacity_tokens": capacity,
         "max_num_seqs": max_seqs, "max_num_batched_tokens": max_tokens, "max_model_len": max_len,
     }
+    if layout is not None:
+        notes.update(layout.notes)
     resolved = ResolvedServer(spec.label, "vllm", policy, cost, None, fmt.name, profile, notes)
     return _speculate(resolved, drafting, spec, fmt)
 

@@ -12,6 +12,7 @@ from pydantic import (
 )
 
 from sim.catalog.base import CatalogError
+from sim.catalog.hf_moe import moe_fields
 from sim.catalog.models import ModelSpec
 
 # --------------------------------------------------------------------------------------------
@@ -80,6 +81,7 @@ def _hf_fields(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "max_position_embeddings": _require(config, path, "max_position_embeddings"),
         "norms_per_layer": 4 if model_type in {"gemma2", "gemma3"} else 2,
     }
+    fields |= moe_fields(config, path, model_type)
     if is_opt:
         fields |= {
             "gated_mlp": False,

@@ -102,6 +102,9 @@ class ServerCommon(Spec):
     """How long a forward pass takes."""
     threads: int | None = Field(ge=1, default=None)
     """CPU threads the engine computes with (CPU serving: picks the profile measured with them)."""
+    expert_skew: float = Field(ge=0, default=0.0)
+    """Routing skew of a mixture-of-experts model: Zipf exponent of the experts' popularity (0 =
+    uniform routing). No measured distribution is cited; a what-if knob."""
 
     @property
     def label(self) -> str:
@@ -134,6 +137,8 @@ class OllamaSpec(ServerCommon):
     """Seconds to load the model when it is not loaded."""
     cold_start: bool = False
     """The model is not loaded when the run starts."""
+    sched_spread: bool = False
+    """OLLAMA_SCHED_SPREAD: always spread the model across all GPUs (default: the fewest that fit)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +236,15 @@ class LlamaCppSpec(ServerCommon):
     logits_all: bool = False
     """Compute logits (the LM head) for every prompt token, not only the last: llama-server never
     does; llama-cpp-python's OpenAI server does by default (its ``logits_all`` setting is True)."""
+    split_mode: Literal["none", "layer", "row"] = "layer"
+    """-sm: how a model is spread over several GPUs (the hardware's ``count``): ``layer`` (default)
+    contiguous layers per GPU with each layer's KV on its GPU, one device after another; ``row``
+    weight rows split, KV on the main GPU; ``none`` one GPU."""
+    tensor_split: list[float] | None = None
+    """-ts: proportions of the layers per GPU, e.g. [3, 1] (default: in proportion to free memory,
+    i.e. even over identical GPUs)."""
+    main_gpu: int = Field(ge=0, default=0)
+    """-mg: the GPU of ``split_mode: none`` and the one holding KV and results under ``row``."""
     model_draft: str | None = None
     """--model-draft: a draft model (catalog id, run in the server's weight format) that turns on
     speculative decoding; each slot drafts with its own draft context."""
@@ -279,6 +293,18 @@ class VllmSpec(ServerCommon):
     """Chunked prefill (always on in V1; off by default in V0)."""
     num_gpu_blocks_override: int | None = Field(ge=1, default=None)
     """Use exactly this many KV blocks instead of the memory-derived number."""
+    tensor_parallel_size: int = Field(ge=1, default=1)
+    """-tp: GPUs each layer's weights are sharded over (Megatron style; two all-reduces per layer)."""
+    pipeline_parallel_size: int = Field(ge=1, default=1)
+    """-pp: pipeline stages (layers split as vLLM's get_pp_indices; PP batches in flight)."""
+    data_parallel_size: int = Field(ge=1, default=1)
+    """-dp: engine replicas stepping together (each its own KV cache and scheduler share)."""
+    enable_expert_parallel: bool = False
+    """--enable-expert-parallel: each of the TP x DP ranks holds whole experts (MoE models only)."""
+    disable_custom_all_reduce: bool = False
+    """--disable-custom-all-reduce: NCCL for every all-reduce."""
+    pp_layer_partition: list[int] | None = None
+    """VLLM_PP_LAYER_PARTITION: layers per pipeline stage (must sum to the model's layers)."""
     speculative_config: SpeculativeConfig | None = None
     """Speculative decoding (vLLM >= 0.8, the V1 engine): method, num_speculative_tokens, draft model."""
 
