@@ -57,6 +57,7 @@ import numpy as np
 import yaml
 from scipy.optimize import least_squares
 
+from calibration.fit_batching import batched_decode_rows, fit_decode_scale
 from calibration.measurements import (
     PUBLISHED_FILE,
     REPO_ROOT,
@@ -101,6 +102,7 @@ DEFAULT_INPUTS = (
     "calibration/data/this_machine/manifest.yaml",
     "calibration/data/published/microbenchmarks.json",
     "calibration/data/gpu/manifest.yaml",
+    "calibration/data/published/batched_bench_gpu.json",
 )
 """The calibration set: step-level files measured on the developers' machine, the published
 microbenchmarks (step rows and vLLM CI latency) and whole forward passes timed on lent H100/H200
@@ -260,7 +262,9 @@ def roofline_cost(
     Goes through :func:`sim.engines.build_cost` with every parameter given as an override, so
     the formulas (weights read per pass, peaks by dtype) are the simulator's own.
     """
-    spec = SerialDecodeSpec(name="fit", cost=RooflineCostSpec(**params.model_dump()))
+    # every parameter pinned, the batch table too ({} = none): nothing comes from a shipped profile
+    spec = SerialDecodeSpec(name="fit", cost=RooflineCostSpec(
+        **{**params.model_dump(), "decode_batch_scale": params.decode_batch_scale or {}}))
     cost, _ = _engines.build_cost(spec, engine, model, hardware, fmt, kv_bytes_per_token, max_pass_tokens)
     assert isinstance(cost, RooflineStepCost)
     return cost
@@ -431,6 +435,8 @@ class _Problem:
     """Weight of each point's squared relative error: sqrt(num_steps), normalised to mean 1."""
     measured: np.ndarray
     overhead_unit: dict[str, float]
+    decode_batch_scale: dict[int, float] | None = None
+    """Held fixed while the five parameters are fitted (a class prior's pooled overhead fit)."""
 
     @classmethod
     def build(cls, groups: Sequence[tuple[GroupKey, list[Point]]]) -> _Problem:
@@ -464,7 +470,7 @@ class _Problem:
             name: (2.0 ** theta[name] if name in EFFICIENCIES else max(theta[name], 0.0) * self.overhead_unit[name])
             for name in PARAMS
         }
-        return CostParams(**values)
+        return CostParams(**values, decode_batch_scale=self.decode_batch_scale)
 
     def bounds(self, name: str) -> tuple[float, float]:
         if name in EFFICIENCIES:
@@ -652,10 +658,15 @@ def _se_text(name: str, se_units: float, problem: _Problem) -> str:
     return f"± {se_units * problem.overhead_unit[name] * 1e3:.3g} ms" if math.isfinite(se_units) else "unbounded"
 
 
-def _fit_group(key: GroupKey, points: list[Point], prior: CostParams) -> tuple[CostParams, dict[str, str], dict[str, float]]:
+def _fit_group(
+    key: GroupKey, points: list[Point], prior: CostParams, candidates: Sequence[str] = PARAMS
+) -> tuple[CostParams, dict[str, str], dict[str, float]]:
     problem = _Problem.build([(key, points)])
     theta0 = problem.to_theta(prior)
-    theta, free, why = _select_and_solve(problem, theta0, PARAMS)
+    theta, free, why = _select_and_solve(problem, theta0, candidates)
+    for name in PARAMS:
+        if name not in candidates:
+            why[name] = "per-sequence decode costs are in decode_batch_scale"
     params = problem.to_params(theta)
     params = CostParams(**{n: _round(getattr(params, n)) for n in PARAMS})
     return params, _status(problem, params, free, why), _relative_stderr(problem, params, free)
@@ -693,6 +704,7 @@ def _code_hash() -> str:
         FIT_VERSION,
         Path(__file__).read_text(),
         Path(_costs_module.__file__).with_name("costs.py").read_text(),  # (the source, when compiled)
+        Path(__file__).with_name("fit_batching.py").read_text(),
         inspect.getsource(_engines.build_cost),
         inspect.getsource(_engines._weights_read_per_pass),  # noqa: SLF001 - the simulator's formula
     ]
@@ -768,13 +780,26 @@ def fit_profile(
 
 
 def _fit(key: GroupKey, points: list[Point], prior: CostProfile, files: dict[str, str]) -> tuple[CostProfile, FitReport]:
-    params, status, stderr = _fit_group(key, points, prior.params)
+    batched = set(batched_decode_rows(key.engine, points))
+    base = [p for i, p in enumerate(points) if i not in batched]
+    candidates = [n for n in PARAMS if not (batched and base and n == "seq_overhead_s")]
+    params, status, stderr = _fit_group(key, base or points, prior.params, candidates)
+    if batched and base:  # second stage: one GEMM multiplier per batch size (calibration/fit_batching.py)
+        catalog = _Catalog.of(key)
+        rows = [points[i] for i in sorted(batched)]
+        knots, detail = fit_decode_scale(catalog.cost, predict, params, rows)
+        params = params.model_copy(update={"decode_batch_scale": knots})
+        status["decode_batch_scale"] = (
+            f"fitted per batch size on {len(rows)} pure decode rows with 2+ sequences (the five parameters "
+            f"on the other {len(base)} rows): " + "; ".join(
+                f"B={b}: x{d['scale']} ({d['rows']} rows, mean error {d['mean_rel_error_before']:+.1%} -> "
+                f"{d['mean_rel_error_after']:+.1%})" for b, d in detail.items()))
     fitted = predict(_Catalog.of(key).cost(params), points)
     rows = _point_rows(points, fitted)
     errors = np.array([r["rel_error"] for r in rows])
     digest = input_hash(key, points, prior)
     report = FitReport(
-        key=key, profile_id=key.profile_id, params=params.model_dump(), prior=prior.params.model_dump(),
+        key=key, profile_id=key.profile_id, params=params.model_dump(exclude_none=True), prior=prior.params.model_dump(exclude_none=True),
         prior_id=prior.id, status=status, points=rows, mape=float(np.mean(np.abs(errors))),
         max_abs_error=float(np.max(np.abs(errors))), num_points=len(points), input_hash=digest, stderr=stderr,
     )
@@ -818,7 +843,7 @@ def _report_from_profile(key: GroupKey, profile: CostProfile) -> FitReport:
     prior = dict(prov.get("prior", {}))
     prior_id = str(prior.pop("id", ""))
     return FitReport(
-        key=key, profile_id=profile.id, params=profile.params.model_dump(), prior=prior, prior_id=prior_id,
+        key=key, profile_id=profile.id, params=profile.params.model_dump(exclude_none=True), prior=prior, prior_id=prior_id,
         status=dict(prov.get("status", {})), points=list(prov.get("residuals", [])),
         mape=float(prov.get("mape", math.nan)), max_abs_error=float(prov.get("max_abs_error", math.nan)),
         num_points=int(prov.get("num_points", 0)), input_hash=str(prov.get("input_hash", "")), cached=True,
@@ -862,11 +887,20 @@ def class_priors(reports: Sequence[FitReport], groups: dict[GroupKey, list[Point
                 per_param[name] = {"median_of": [g for g, _ in fitted], "min": min(vals), "max": max(vals)}
             else:
                 per_param[name] = {"hand_prior": hand.id, "reason": "fitted in no group of the class"}
+        tables = [(r.profile_id, r.params["decode_batch_scale"]) for r in members if r.params.get("decode_batch_scale")]
+        if len(tables) >= 2:  # per batch size, the median multiplier over the groups that measured it
+            # (one group alone, e.g. the 2023 V100 build, does not stand for its class)
+            knots = sorted({int(b) for _, t in tables for b in t})
+            values["decode_batch_scale"] = {
+                b: _round(float(np.median([float(t[b]) for _, t in tables if b in t]))) for b in knots}
+            per_param["decode_batch_scale"] = {"median_of": [g for g, _ in tables]}
         problem = _Problem.build([(r.key, groups[r.key]) for r in members])
+        problem.decode_batch_scale = values.get("decode_batch_scale")
         theta0 = problem.to_theta(CostParams(**values))
         theta, free, why = _select_and_solve(problem, theta0, ("step_overhead_s", "seq_overhead_s"))
         params = problem.to_params(theta)
-        params = CostParams(**{n: _round(getattr(params, n)) if n in free else values[n] for n in PARAMS})
+        params = CostParams(**{n: _round(getattr(params, n)) if n in free else values[n] for n in PARAMS},
+                            decode_batch_scale=values.get("decode_batch_scale"))
         for name in ("step_overhead_s", "seq_overhead_s"):
             per_param[name] = (
                 {"fitted_on": "all points of the class pooled, efficiencies fixed at the medians"} if name in free
@@ -910,7 +944,7 @@ def _class_hand_prior(engine: str, kind: str) -> CostProfile:
 
 
 def _dump(profiles: Sequence[CostProfile]) -> str:
-    docs = [p.model_dump(mode="json") for p in profiles]
+    docs = [p.model_dump(mode="json", exclude_none=True) for p in profiles]
     header = (
         "# Generated by `servesim calibrate` (calibration/fit.py); do not edit by hand.\n"
         "# Provenance: inputs with sha256, fit date, residuals per point. Refit: servesim calibrate --force\n"

@@ -210,6 +210,18 @@ class RooflineStepCost:
     per_kernel: bool = True
     """GEMMs and attention priced by separate rooflines and summed (GPUs); False: one roofline
     over the whole pass (CPUs)."""
+    decode_scale: tuple[float, ...] = ()
+    """Small-batch GEMM kernels (llama.cpp's matrix-vector and small-tile paths): a pass with no
+    prompt tokens and ``n`` tokens has its GEMM times multiplied by ``decode_scale[n - 1]`` (the
+    last entry beyond the table; none when empty). Fitted per batch size on batched-bench
+    decode rows (``calibration/fit.py``); passes that read a prompt run the large-batch kernels
+    the roofline's efficiencies were fitted on."""
+
+    def _scale(self, tokens: int) -> float:
+        table = self.decode_scale
+        if not table:
+            return 1.0
+        return table[tokens - 1] if tokens <= len(table) else table[-1]
 
     def step_time(self, shape: BatchShape) -> float:
         tokens = shape.num_tokens
@@ -221,6 +233,9 @@ class RooflineStepCost:
         kv_tokens = shape.num_context_tokens + shape.prefill_context_tokens + tokens
         pairs = shape.num_context_tokens + shape.prefill_attention_pairs + shape.spec_attention_pairs
         gemm_memory, gemm_compute = self._gemm_times(tokens, logits, passes)
+        if self.decode_scale and shape.num_prefill_tokens == 0 and tokens > 0:
+            scale = self._scale(tokens)
+            gemm_memory, gemm_compute = gemm_memory * scale, gemm_compute * scale
         attention_memory = self.kv_bytes_per_token * kv_tokens / self.bandwidth_bytes_per_s
         attention_compute = self.attention_flops_per_pair * pairs / self.attention_flops_per_s
         if self.per_kernel:
@@ -241,6 +256,9 @@ class RooflineStepCost:
         bw = self.bandwidth_bytes_per_s
         c0 = self.step_overhead_s * passes + self.seq_overhead_s * num_seqs
         gemm_memory, gemm_compute = self._gemm_times(num_seqs, num_seqs, passes)
+        if self.decode_scale and num_seqs > 0:
+            scale = self._scale(num_seqs)
+            gemm_memory, gemm_compute = gemm_memory * scale, gemm_compute * scale
         # attention against the context C: memory a + b1 C (the new tokens' KV is written too),
         # compute b2 C
         a = self.kv_bytes_per_token * num_seqs / bw

@@ -10,12 +10,13 @@ as errors that say what to change.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import assert_never
 
 from sim.catalog import HardwareSpec, ModelSpec, WeightFormat, get_format, kv_dtype_bytes
 from sim.catalog.base import CatalogError
 from sim.costs import ConstantStepCost, LinearStepCost, RooflineStepCost, StepCost
+from sim.frontend import FRONTEND_NONE, FrontendCost, select_frontend
 from sim.layouts import (
     Layout,
     ollama_gpus,
@@ -26,7 +27,7 @@ from sim.layouts import (
     step_cost,
 )
 from sim.parallel import ParallelError
-from sim.profiles import CostProfile, select_profile
+from sim.profiles import CostProfile, select_for_threads, select_profile
 from sim.scenario import (
     ConstantCostSpec,
     LinearCostSpec,
@@ -71,6 +72,8 @@ class ResolvedServer:
     notes: dict[str, object] = field(default_factory=dict)
     speculative: SpecPolicy | None = None
     """Speculative decoding's draft policy (None: the server does not speculate)."""
+    frontend: FrontendCost = FRONTEND_NONE
+    """Costs outside the forward pass (sim/frontend.py); its in-engine part is in ``cost``."""
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -129,10 +132,18 @@ def build_cost(
         case SampledServiceSpec():
             return None, None
         case RooflineCostSpec():
-            try:
-                profile = select_profile(
-                    engine, hardware.id, hardware.kind, model.id, fmt.name, cost.profile, spec.threads
+            if hardware.kind == "cpu" and spec.threads is not None and hardware.cores and spec.threads > hardware.cores:
+                raise EngineError(
+                    f"server {spec.label!r}: threads={spec.threads} but {hardware.id} has {hardware.cores} cores; "
+                    f"use threads <= {hardware.cores}"
                 )
+            try:
+                if cost.profile is None and hardware.kind == "cpu":
+                    profile = select_for_threads(engine, hardware.id, hardware.kind, model.id, fmt.name, spec.threads)
+                else:
+                    profile = select_profile(
+                        engine, hardware.id, hardware.kind, model.id, fmt.name, cost.profile, spec.threads
+                    )
             except ValueError as err:
                 raise EngineError(f"server {spec.label!r}: cost.profile: {err}") from None
             p = profile.params.model_copy(
@@ -152,6 +163,7 @@ def build_cost(
                 max_pass_tokens=max_pass_tokens,
                 lm_head_on_every_prompt_token=getattr(spec, "logits_all", False),
                 per_kernel=hardware.kind != "cpu",
+                decode_scale=p.decode_scale_table(),
             )), profile
         case _:
             assert_never(cost)
@@ -524,6 +536,45 @@ def _resolve_paged(spec: PagedBatchingSpec, model: ModelSpec, hardware: Hardware
 
 def resolve_server(spec: ServerSpecT, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     """Map a server spec to its policy and cost model: the only place that does so."""
+    return _with_frontend(_resolve(spec, model, hardware), spec, hardware)
+
+
+def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: HardwareSpec) -> ResolvedServer:
+    """Attach the server's front end (sim/frontend.py): the fitted profile of an engine preset
+    (none for bare architectures) with the spec's overrides; its in-engine costs are added to
+    the roofline's per-sequence and per-pass overheads."""
+    fs = spec.frontend
+    version = getattr(spec, "version", None)
+    try:
+        if fs is not None and fs.profile is not None:
+            front = select_frontend(resolved.engine, version or "", hardware.kind, fs.profile)
+        elif version is not None:
+            front = select_frontend(resolved.engine, version, hardware.kind)
+        else:
+            front = FRONTEND_NONE
+    except ValueError as err:
+        raise EngineError(f"server {spec.label!r}: frontend.profile: {err}") from None
+    if fs is not None:
+        changes = {k: v for k, v in fs.model_dump().items() if k != "profile" and v is not None}
+        if changes:
+            front = replace(front, id=f"{front.id} (overridden: {', '.join(sorted(changes))})", **changes)
+    resolved.frontend = front
+    if front.is_zero:
+        return resolved
+    note = front.describe()
+    if (front.token_s or front.step_s) and not isinstance(resolved.cost, RooflineStepCost):
+        note += " (in-engine part not applied: the cost model is not a roofline)"
+    resolved.notes["frontend"] = note
+    if (front.token_s or front.step_s) and isinstance(resolved.cost, RooflineStepCost):
+        resolved.cost = replace(
+            resolved.cost,
+            seq_overhead_s=resolved.cost.seq_overhead_s + front.token_s,
+            step_overhead_s=resolved.cost.step_overhead_s + front.step_s,
+        )
+    return resolved
+
+
+def _resolve(spec: ServerSpecT, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     match spec:
         case OllamaSpec():
             return _resolve_ollama(spec, model, hardware)

@@ -11,6 +11,7 @@ import simpy
 
 from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
+from sim.frontend import wrap_client
 from sim.metrics import summarize
 from sim.recorder import Recorder
 from sim.requests import Status
@@ -117,7 +118,7 @@ def simulate(
     env = simpy.Environment()
     recorder = Recorder(max(len(workload), 1))
     w = scenario.workload
-    client = make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF)
+    client = wrap_client(make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF), resolved.frontend)
     server = _build(resolved, workload, fast, scenario.seed)
     start(server, env, client, recorder)
     env.run()
@@ -154,6 +155,8 @@ def run_server(
     notes = {**resolved.notes, "weight_format": resolved.weight_format}
     if resolved.profile is not None:
         notes["cost_profile"] = resolved.profile.id
+        if "selection" in resolved.profile.provenance:
+            notes["cost_profile_selection"] = resolved.profile.provenance["selection"]
     return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
 
 

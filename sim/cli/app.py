@@ -68,7 +68,7 @@ def _point_key(scenario: Scenario, sweep: dict[str, Any], server: str, resolved:
     """Identifies a point: the scenario, the sweep value, and the resolved server (its policy
     and cost parameters), so a recalibrated profile is not served from a stale saved point."""
     text = json.dumps({"scenario": scenario.model_dump(mode="json"), "sweep": sweep, "server": server,
-                       "resolved": repr((resolved.policy, resolved.cost, resolved.service))},
+                       "resolved": repr((resolved.policy, resolved.cost, resolved.service, resolved.frontend))},
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -183,10 +183,22 @@ def run_cmd(
     except ScenarioError as err:
         _fail(_with_file(scenario_file, err))
     print_table(scenario, rows)
+    _print_costs(rows)
     if out is not None:
         _write_outputs(scenario, rows, out)
         console.print(f"wrote {out}/results.json, results.csv, bench/*.json and the plots "
                       "output_throughput.png, p99_ttft_ms.png, p99_e2el_ms.png, timeouts.png")
+
+
+def _print_costs(rows: list[dict[str, Any]]) -> None:
+    """Which cost profile and front end each server ran with (no silent defaults)."""
+    seen: set[str] = set()
+    for r in rows:
+        notes = r.get("notes", {})
+        text = "; ".join(str(notes[k]) for k in ("cost_profile", "cost_profile_selection", "frontend") if k in notes)
+        if text and r["server"] not in seen:
+            seen.add(r["server"])
+            err_console.print(f"[dim]{r['server']}: {text}[/dim]", highlight=False)
 
 
 @app.command("check")
@@ -209,7 +221,7 @@ def check_cmd(files: Annotated[list[Path], typer.Argument(help="Scenario files o
         raise typer.Exit(2)
 
 
-from sim.cli.calibrate import register as _register_calibration  # noqa: E402
+from sim.cli.calibrate import register as _register_calibration
 
 _register_calibration(app)
 

@@ -13,18 +13,19 @@ tables, Hugging Face configs) are resolved against the scenario file's folder.
 
 from __future__ import annotations
 
-from sim.scenario.base import ScenarioError, Spec  # noqa: F401
-from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec  # noqa: F401
-from sim.scenario.io import (  # noqa: F401
+from sim.scenario.base import ScenarioError, Spec
+from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec
+from sim.scenario.io import (
     format_validation_error,
     load_scenario,
     parse_scenario,
     parse_value,
     with_override,
 )
-from sim.scenario.servers import (  # noqa: F401
+from sim.scenario.servers import (
     ConstantCostSpec,
     CostSpec,
+    FrontendSpec,
     LinearCostSpec,
     LlamaCppSpec,
     OllamaSpec,
@@ -39,7 +40,7 @@ from sim.scenario.servers import (  # noqa: F401
     SpeculativeConfig,
     VllmSpec,
 )
-from sim.scenario.workload import (  # noqa: F401
+from sim.scenario.workload import (
     ArrivalSpec,
     ClosedLoopArrival,
     ConstantArrival,
@@ -66,6 +67,7 @@ __all__ = [
     "CostSpec",
     "EmpiricalLength",
     "FixedLength",
+    "FrontendSpec",
     "GammaArrival",
     "HfConfigModel",
     "LengthSpec",

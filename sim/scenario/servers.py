@@ -35,6 +35,8 @@ class RooflineCostSpec(Spec):
     """Override: fixed seconds per physical forward pass."""
     seq_overhead_s: float | None = Field(ge=0, default=None)
     """Override: seconds per sequence in a pass (sampling, bookkeeping)."""
+    decode_batch_scale: dict[int, float] | None = None
+    """Override: GEMM-time multiplier of a pure decode pass by its number of sequences (knots)."""
 
 
 class ConstantCostSpec(Spec):
@@ -86,6 +88,22 @@ CostSpec = Annotated[
 ]
 
 
+class FrontendSpec(Spec):
+    """Costs outside the forward pass (API layer, tokenisation, streaming): sim/frontend.py."""
+
+    profile: str | None = None
+    """Front-end profile id (calibration/profiles/frontend/), or none; default: the fitted
+    profile for the engine, version and hardware class (engines), none (bare architectures)."""
+    request_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per request before the engine sees it (not occupying the engine)."""
+    serial: bool | None = None
+    """Override: request_s served by one worker, first come first served (vLLM's API process)."""
+    token_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per sampled sequence per pass, inside the engine loop."""
+    step_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per pass, inside the engine loop."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Servers
 # ---------------------------------------------------------------------------------------------
@@ -105,11 +123,13 @@ class ServerCommon(Spec):
     expert_skew: float = Field(ge=0, default=0.0)
     """Routing skew of a mixture-of-experts model: Zipf exponent of the experts' popularity (0 =
     uniform routing). No measured distribution is cited; a what-if knob."""
+    frontend: FrontendSpec | None = None
+    """Per-request costs outside the forward pass (default: the engine's fitted front end)."""
 
     @property
     def label(self) -> str:
         """Name shown in results."""
-        return self.name or getattr(self, "engine", None) or getattr(self, "kind")
+        return self.name or getattr(self, "engine", None) or self.kind
 
 
 class OllamaSpec(ServerCommon):
