@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
 from sim.results.timeline import record_timeline
@@ -78,9 +80,12 @@ def test_plots_name_units_model_hardware_and_engine_versions() -> None:
             assert needle in text, f"{name} plot lacks {needle!r}"
 
 
-def test_the_roofline_lines_cross_where_the_cost_model_changes_bound() -> None:
-    timeline = record_timeline(seed_at(1, 10), servers=["vllm"])
+@pytest.mark.parametrize("server", ["vllm", "llama.cpp", "llama.cpp small-batch kernels"])
+def test_the_roofline_lines_cross_where_the_cost_model_changes_bound(server: str) -> None:
+    timeline = record_timeline(seed_at(1, 10), servers=[server.split()[0]])
     cost = timeline.servers[0].cost
+    if "small-batch" in server:  # a fitted decode_scale table (1.6x at one sequence, ...)
+        cost = dataclasses.replace(cost, decode_scale=(1.6, 1.3, 1.15, 1.05))
     batch = np.arange(1, 513)
     memory, compute = roofline_lines(cost, batch, context_per_seq=0.0)
     # with no context the cost model's decode pass is overheads + max(GEMM memory, GEMM compute) + KV write:

@@ -176,8 +176,11 @@ def roofline_lines(cost: RooflineStepCost, batch: np.ndarray, context_per_seq: f
     passes = np.maximum(1, np.ceil(b / cost.max_pass_tokens))
     overhead = cost.step_overhead_s * passes + cost.seq_overhead_s * b
     context = b * context_per_seq
-    memory = (cost.weight_bytes_per_pass * passes + cost.kv_bytes_per_token * (context + b)) / cost.bandwidth_bytes_per_s
-    compute = (2.0 * (cost.layer_matmul_params + cost.lm_head_params) * b / cost.gemm_flops_per_s
+    # the small-batch GEMM kernels' factor on decode passes (llama.cpp), as the cost model applies it
+    scale = np.array([cost._scale(int(n)) for n in b]) if cost.decode_scale else 1.0
+    memory = (scale * cost.weight_bytes_per_pass * passes / cost.bandwidth_bytes_per_s
+              + cost.kv_bytes_per_token * (context + b) / cost.bandwidth_bytes_per_s)
+    compute = (scale * 2.0 * (cost.layer_matmul_params + cost.lm_head_params) * b / cost.gemm_flops_per_s
                + cost.attention_flops_per_pair * context / cost.attention_flops_per_s)
     return overhead + memory, overhead + compute
 
