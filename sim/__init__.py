@@ -22,6 +22,9 @@ described in ``docs/architecture.md``.
 
 from sim import _core
 
+__version__ = "0.1.0"
+"""servesim's version (pyproject.toml's); part of every saved point's cache key."""
+
 CORE = _core.select()
 """Which core this process runs (decided before the hot modules are imported)."""
 

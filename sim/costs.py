@@ -214,7 +214,7 @@ class RooflineStepCost:
     """Small-batch GEMM kernels (llama.cpp's matrix-vector and small-tile paths): a pass with no
     prompt tokens and ``n`` tokens has its GEMM times multiplied by ``decode_scale[n - 1]`` (the
     last entry beyond the table; none when empty). Fitted per batch size on batched-bench
-    decode rows (``calibration/fit.py``); passes that read a prompt run the large-batch kernels
+    decode rows (``calibration/fit/``); passes that read a prompt run the large-batch kernels
     the roofline's efficiencies were fitted on."""
 
     def _scale(self, tokens: int) -> float:

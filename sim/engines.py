@@ -9,6 +9,7 @@ as errors that say what to change.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import assert_never
@@ -27,7 +28,7 @@ from sim.layouts import (
     step_cost,
 )
 from sim.parallel import ParallelError
-from sim.profiles import CostProfile, select_for_threads, select_profile
+from sim.profiles import CostProfile, describe_choice, profile_kind, select_for_threads, select_profile
 from sim.scenario import (
     ConstantCostSpec,
     LinearCostSpec,
@@ -99,8 +100,23 @@ def _format_for(spec: ServerSpecT, engine: str) -> WeightFormat:
     return fmt
 
 
+ENGINE_KV_DTYPES: dict[type, tuple[str, ...]] = {
+    VllmSpec: ("auto", "bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"),
+    LlamaCppSpec: ("auto", "f16", "bf16", "f32", "q8_0", "q4_0"),
+    OllamaSpec: ("auto", "f16", "q8_0", "q4_0"),
+}
+"""KV-cache types each engine starts with (vLLM ``--kv-cache-dtype``, llama.cpp ``-ctk/-ctv``,
+Ollama ``OLLAMA_KV_CACHE_TYPE``); the bare architectures take any known type."""
+
+
 def _kv_bytes(model: ModelSpec, spec: ServerSpecT) -> float:
     """KV-cache bytes per token for the server's ``kv_cache_dtype`` (``auto`` = 16-bit)."""
+    allowed = ENGINE_KV_DTYPES.get(type(spec))
+    if allowed is not None and spec.kv_cache_dtype.strip().lower().replace("-", "_") not in allowed:
+        raise EngineError(
+            f"server {spec.label!r}: kv_cache_dtype {spec.kv_cache_dtype!r} is not a KV-cache type "
+            f"{getattr(spec, 'engine', '')} starts with; use one of {', '.join(allowed)}"
+        )
     return model.kv_bytes_per_token(kv_dtype_bytes("f16" if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype))
 
 
@@ -130,7 +146,11 @@ def build_cost(
                 cost.overhead_s, cost.prefill_s_per_token, cost.decode_s_per_seq, cost.attention_s_per_context_token
             ), None
         case SampledServiceSpec():
-            return None, None
+            raise EngineError(
+                f"server {spec.label!r}: cost: {{kind: sampled}} gives whole-request service times, which "
+                f"only a kind: single_queue server takes; give {engine} cost: {{kind: roofline}} (the default), "
+                "constant or linear"
+            )
         case RooflineCostSpec():
             if hardware.kind == "cpu" and spec.threads is not None and hardware.cores and spec.threads > hardware.cores:
                 raise EngineError(
@@ -271,6 +291,16 @@ def _ollama_defaults(spec: OllamaSpec, kv_per_token: float, free_bytes: float) -
     return (auto if fits else 1), num_ctx, f"auto {auto}->{'fits' if fits else 'falls back to 1'} ({spec.version})"
 
 
+def _ollama_fixes(parallel: int, num_ctx: int, kv: float, free: float) -> list[str]:
+    """Valid num_ctx / num_parallel values that fit the KV in ``free`` bytes."""
+    fixes = []
+    if free // (parallel * kv) >= 16:
+        fixes.append(f"set num_ctx <= {int(free // (parallel * kv))}")
+    if free // (num_ctx * kv) >= 1:
+        fixes.append(f"num_parallel <= {int(free // (num_ctx * kv))}")
+    return fixes or ["use a smaller model, a smaller kv_cache_dtype or larger hardware"]
+
+
 def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     fmt = _format_for(spec, "ollama")
     kv = _kv_bytes(model, spec)
@@ -288,7 +318,8 @@ def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) 
     if parallel * num_ctx * kv > free:
         raise EngineError(
             f"server {spec.label!r}: KV for num_parallel={parallel} x num_ctx={num_ctx} needs "
-            f"{parallel * num_ctx * kv / GIB:.1f} GiB, {free / GIB:.1f} GiB free after weights; lower num_ctx or num_parallel"
+            f"{parallel * num_ctx * kv / GIB:.1f} GiB, {free / GIB:.1f} GiB free after weights; "
+            + " or ".join(_ollama_fixes(parallel, num_ctx, kv, free))
         )
     runner = spec.runner or ("llama-server" if _version(spec.version) >= (0, 30, 0) else "llamarunner")
     modes: dict[str, BudgetMode] = {"llamarunner": "per_seq", "ollamarunner": "shared", "llama-server": "batch"}
@@ -339,6 +370,8 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
                 f"{draft_bytes / GIB:.1f} GiB beside the target's; {hardware.id} has {hardware.memory_gib:g} GiB: "
                 "use a smaller draft model or context size"
             )
+    if not unified:
+        _check_slot_context(spec.label, ctx, parallel, 16)
     resolved = _slot_server(
         spec, "llama.cpp", model, hardware, fmt, kv,
         SlotPolicy(
@@ -368,6 +401,16 @@ def _speculate(resolved: ResolvedServer, drafting: Drafting | None, spec: Server
     return resolved
 
 
+def _check_slot_context(label: str, ctx: int, parallel: int, least: int) -> None:
+    """llama-server splits ``ctx_size`` evenly over its slots (without --kv-unified): each needs a context."""
+    if ctx // parallel < least:
+        fixes = [f"set ctx_size >= {least * parallel}"] + [f"parallel <= {ctx // least}"] * (ctx >= least)
+        raise EngineError(
+            f"server {label!r}: ctx_size {ctx} split over parallel={parallel} slots leaves {ctx // parallel} "
+            f"tokens per slot (at least {least} needed); {' or '.join(fixes)} or kv_unified: true"
+        )
+
+
 def _slot_server(
     spec: ServerSpecT, engine: str, model: ModelSpec, hardware: HardwareSpec, fmt: WeightFormat, kv: float,
     policy: SlotPolicy, total_ctx: int, ubatch: int, notes: dict[str, object], layout: Layout | None = None,
@@ -381,7 +424,9 @@ def _slot_server(
     if layout is None and weights + CUDA_CONTEXT_BYTES + total_ctx * kv > hardware.memory_bytes:
         raise EngineError(
             f"server {spec.label!r}: a {total_ctx}-token KV cache needs {total_ctx * kv / GIB:.1f} GiB on top of "
-            f"{weights / GIB:.1f} GiB of weights; {hardware.id} has {hardware.memory_gib:g} GiB: lower the context size"
+            f"{weights / GIB:.1f} GiB of weights; {hardware.id} has {hardware.memory_gib:g} GiB: keep the total "
+            f"context (ctx_size, or num_ctx x num_parallel) <= "
+            f"{int((hardware.memory_bytes - weights - CUDA_CONTEXT_BYTES) // kv)} tokens"
         )
     cost, profile = build_cost(spec, engine, model, hardware, fmt, kv, ubatch, layout)
     return ResolvedServer(spec.label, engine, policy, cost, None, fmt.name, profile, notes)
@@ -390,6 +435,8 @@ def _slot_server(
 def _resolve_serial(spec: SerialDecodeSpec, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     fmt = _format_for(spec, "serial_decode")
     kv = _kv_bytes(model, spec)
+    if not spec.kv_unified:
+        _check_slot_context(spec.label, spec.ctx_size, spec.parallel, 2)
     policy = SlotPolicy(
         num_slots=spec.parallel,
         slot_context_tokens=spec.ctx_size if spec.kv_unified else spec.ctx_size // spec.parallel,
@@ -423,12 +470,44 @@ def _activation_bytes(model: ModelSpec, tokens: int, seqs: int) -> float:
     return tokens * per_token + 2 * seqs * model.vocab_size * 4
 
 
-def _check_one_request_fits(label: str, capacity: int, max_len: int, knob: str) -> None:
-    """vLLM refuses to start when one request of ``max_model_len`` tokens cannot fit in its KV cache."""
+def _check_one_request_fits(label: str, capacity: int, max_len: int, fixes: list[str]) -> None:
+    """vLLM refuses to start when one request of ``max_model_len`` tokens cannot fit in its KV cache.
+
+    ``fixes`` are the other knobs that would make it fit (each already worked out to a valid value).
+    """
     if capacity < max_len:
+        options = ([f"set max_model_len <= {capacity}"] if capacity >= MIN_MODEL_LEN else []) + fixes
         raise EngineError(
             f"server {label!r}: the KV cache holds {capacity} tokens, fewer than max_model_len={max_len} "
-            f"(one full-length request); set max_model_len <= {capacity} or raise {knob}"
+            f"(one full-length request); {' or '.join(options) or 'use larger hardware'}"
+        )
+
+
+MIN_MODEL_LEN = 16
+"""Smallest max_model_len the scenario schema accepts."""
+
+
+def _utilization_fix(need_bytes: float, hardware: HardwareSpec, now: float) -> list[str]:
+    """``raise gpu_memory_utilization to U`` when some U <= 1 gives ``need_bytes``, else nothing."""
+    u = math.ceil(need_bytes / hardware.memory_bytes * 100) / 100
+    return [f"raise gpu_memory_utilization to {u:g}"] if now < u <= 1 else []
+
+
+def _check_vllm_scheduler(label: str, max_tokens: int, max_seqs: int, max_len: int, chunked: bool) -> None:
+    """vLLM's ``SchedulerConfig`` start-up refusals (vllm/config/scheduler.py ``_verify_args``)."""
+    if max_tokens < max_seqs:
+        raise EngineError(
+            f"server {label!r}: max_num_batched_tokens ({max_tokens}) must be >= max_num_seqs ({max_seqs}), "
+            f"as vLLM requires; set max_num_batched_tokens >= {max_seqs} or max_num_seqs <= {max_tokens}"
+        )
+    if not chunked and max_tokens < max_len:
+        fixes = [f"set max_num_batched_tokens >= {max_len}", "enable_chunked_prefill: true"]
+        if max_tokens >= MIN_MODEL_LEN:
+            fixes.insert(1, f"max_model_len <= {max_tokens}")
+        raise EngineError(
+            f"server {label!r}: with chunked prefill off, max_num_batched_tokens ({max_tokens}) is smaller than "
+            f"max_model_len ({max_len}): vLLM refuses to start (a longer prompt could never be scheduled); "
+            + " or ".join(fixes)
         )
 
 
@@ -443,12 +522,16 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
         max_tokens = spec.max_num_batched_tokens or (8192 if big else 2048)
     else:
         max_tokens = spec.max_num_batched_tokens or max(max_len, 2048)
-    if max_tokens < max_seqs:
-        max_seqs = min(max_seqs, max_tokens) if spec.max_num_seqs is None else max_seqs
-        if max_tokens < max_seqs:
-            raise EngineError(
-                f"server {spec.label!r}: max_num_batched_tokens ({max_tokens}) must be >= max_num_seqs ({max_seqs}); raise it"
-            )
+    if max_tokens < max_seqs and spec.max_num_seqs is None:
+        max_seqs = max_tokens
+    chunked = spec.enable_chunked_prefill if spec.enable_chunked_prefill is not None else v1
+    if spec.max_model_len is not None and spec.max_model_len > model.max_position_embeddings:
+        raise EngineError(
+            f"server {spec.label!r}: max_model_len ({spec.max_model_len}) is greater than {model.id}'s context "
+            f"length ({model.max_position_embeddings}): vLLM refuses to start; set max_model_len <= "
+            f"{model.max_position_embeddings} or leave it out"
+        )
+    _check_vllm_scheduler(spec.label, max_tokens, max_seqs, max_len, chunked)
     kv = _kv_bytes(model, spec)
     weights = model.weight_bytes(fmt)
     budget = hardware.memory_bytes * spec.gpu_memory_utilization
@@ -469,20 +552,28 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
             f"server {spec.label!r}: speculative_config together with tensor/pipeline/data parallelism is not "
             "modelled yet; drop speculative_config or use one GPU"
         )
+    one_request = math.ceil(max_len / spec.block_size) * spec.block_size * kv
     if spec.num_gpu_blocks_override:
         num_blocks = spec.num_gpu_blocks_override
+        fixes = [f"set num_gpu_blocks_override >= {math.ceil(max_len / spec.block_size)}"]
     elif layout is not None:
         num_blocks = _vllm_parallel_blocks(spec, layout, model, hardware, max_tokens, max_seqs)
+        fixes = ["raise tensor_parallel_size or pipeline_parallel_size", "lower max_model_len"]
     else:
+        fixes = _utilization_fix(non_kv + one_request, hardware, spec.gpu_memory_utilization)
         if non_kv >= budget:
+            fixes = fixes or ["quantize (quantization: awq)", "lower max_num_batched_tokens", "use larger hardware"]
             raise EngineError(
                 f"server {spec.label!r}: weights ({weights / GIB:.1f} GiB) plus activations do not fit in "
                 f"gpu_memory_utilization={spec.gpu_memory_utilization} x {hardware.memory_gib:g} GiB; "
-                "raise gpu_memory_utilization, quantize (quantization: awq) or use larger hardware"
+                + " or ".join(fixes)
             )
         num_blocks = int((budget - non_kv) // (block_kv * spec.block_size))
+        kv_fp8 = model.kv_bytes_per_token(kv_dtype_bytes("fp8"))
+        if spec.kv_cache_dtype == "auto" and (budget - non_kv) // (kv_fp8 * spec.block_size) * spec.block_size >= max_len:
+            fixes.append("use kv_cache_dtype: fp8")
     capacity = num_blocks * spec.block_size
-    _check_one_request_fits(spec.label, capacity, max_len, "gpu_memory_utilization")
+    _check_one_request_fits(spec.label, capacity, max_len, fixes)
     # DP ranks (each its own pool and batch) and PP micro-batches step as one engine here
     dp, pp = (layout.dp, layout.pp) if layout is not None else (1, 1)
     policy = PagedPolicy(
@@ -491,7 +582,7 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
         max_num_seqs=max_seqs * dp,
         max_num_batched_tokens=max_tokens * dp * pp,
         max_model_len=max_len,
-        enable_chunked_prefill=spec.enable_chunked_prefill if spec.enable_chunked_prefill is not None else v1,
+        enable_chunked_prefill=chunked,
         enable_prefix_caching=spec.enable_prefix_caching if spec.enable_prefix_caching is not None else v1,
         prefill_first=not v1,
         watermark_blocks=0 if v1 else max(1, num_blocks // 100),
@@ -523,7 +614,11 @@ def _resolve_paged(spec: PagedBatchingSpec, model: ModelSpec, hardware: Hardware
     # (a request the pool cannot hold whole could never finish: by default refused like one over
     # max_model_len; an explicit max_model_len must fit, as vLLM checks at start-up)
     max_len = spec.max_model_len or min(model.max_position_embeddings, capacity)
-    _check_one_request_fits(spec.label, capacity, max_len, "num_kv_blocks")
+    _check_one_request_fits(
+        spec.label, capacity, max_len, [f"set num_kv_blocks >= {math.ceil(max_len / spec.block_size)}"]
+    )
+    if not spec.enable_chunked_prefill and spec.max_num_batched_tokens < max_len:
+        _check_vllm_scheduler(spec.label, spec.max_num_batched_tokens, 1, max_len, False)
     policy = PagedPolicy(
         num_blocks=num_blocks, block_size=spec.block_size, max_num_seqs=spec.max_num_seqs,
         max_num_batched_tokens=spec.max_num_batched_tokens, max_model_len=max_len,
@@ -534,9 +629,26 @@ def _resolve_paged(spec: PagedBatchingSpec, model: ModelSpec, hardware: Hardware
     return ResolvedServer(spec.label, "paged_batching", policy, cost, None, fmt.name, profile, {"num_kv_blocks": num_blocks})
 
 
+def _profile_notes(spec: ServerSpecT, resolved: ResolvedServer, model: ModelSpec, hardware: HardwareSpec) -> None:
+    """Record which cost profile prices the server, what kind it is, and why it was chosen."""
+    cost, p = spec.cost, resolved.profile
+    if p is None:
+        resolved.notes.update(cost_profile="-", cost_profile_kind="none",
+                              cost_profile_reason=f"the scenario gives cost: {{kind: {cost.kind}}}")
+        return
+    named = cost.profile if isinstance(cost, RooflineCostSpec) else None
+    overrides = [k for k, v in cost.model_dump().items() if k not in ("kind", "profile") and v is not None]
+    why = describe_choice(p, resolved.engine, hardware, model.id, resolved.weight_format, named, overrides)
+    if "selection" in p.provenance:  # chosen or interpolated by thread count (select_for_threads)
+        why += f"; {p.provenance['selection']}"
+    resolved.notes.update(cost_profile=p.id, cost_profile_kind=profile_kind(p.id), cost_profile_reason=why)
+
+
 def resolve_server(spec: ServerSpecT, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     """Map a server spec to its policy and cost model: the only place that does so."""
-    return _with_frontend(_resolve(spec, model, hardware), spec, hardware)
+    resolved = _with_frontend(_resolve(spec, model, hardware), spec, hardware)
+    _profile_notes(spec, resolved, model, hardware)
+    return resolved
 
 
 def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: HardwareSpec) -> ResolvedServer:

@@ -18,7 +18,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CostParams", "CostProfile", "decode_scale_table", "load_profiles", "select_for_threads", "select_profile"]
+__all__ = [
+    "CostParams",
+    "CostProfile",
+    "decode_scale_table",
+    "describe_choice",
+    "load_profiles",
+    "profile_kind",
+    "select_for_threads",
+    "select_profile",
+]
 
 
 class CostParams(BaseModel):
@@ -149,7 +158,13 @@ def select_profile(
     if name is not None:
         path = Path(name)
         if path.suffix in (".yaml", ".yml") and path.is_file():
-            return load_profiles((str(path),))[-1]
+            try:
+                return load_profiles((str(path),))[-1]
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError, IndexError) as err:
+                raise ValueError(f"{path} is not a cost profile file ({type(err).__name__}: {err}); "
+                                 "write one like calibration/profiles/priors.yaml") from None
+            except ValueError as err:  # pydantic: a field is wrong
+                raise ValueError(f"{path} is not a valid cost profile: {err}") from None
         for profile in load_profiles():
             if profile.id == name:
                 return profile
@@ -216,3 +231,37 @@ def select_for_threads(
 
 def _noted(profile: CostProfile, note: str) -> CostProfile:
     return profile.model_copy(update={"provenance": {**profile.provenance, "selection": note}})
+
+
+def profile_kind(profile_id: str) -> str:
+    """What a cost profile is, from its id: a fit to one group of measurements, a fit pooled over
+    a hardware class, or a prior written by hand from published numbers."""
+    if profile_id.startswith("fitted-prior-"):
+        return "class prior (fitted over a hardware class)"
+    if profile_id.startswith("fitted-"):
+        return "fitted group"
+    if profile_id.startswith("prior-"):
+        return "hand prior"
+    return "user profile"
+
+
+def describe_choice(
+    p: CostProfile, engine: str, hardware: Any, model: str, fmt: str, named: str | None, overrides: list[str],
+) -> str:
+    """Why ``p`` prices a server: named by the scenario, or the most specific match (and what it
+    matches, and whether nothing was fitted for this hardware or model)."""
+    if named is not None:
+        why = f"named by the scenario (cost.profile: {named})"
+    else:
+        fit = [f"{what} {want}" for what, want in (
+            ("engine", p.engine), ("hardware", p.hardware), ("model", p.model), ("format", p.weight_format))
+            if want != "*"]
+        missing = [what for what, want in (("hardware", p.hardware), ("model", p.model))
+                   if want == "*" or (what == "hardware" and want != hardware.id)]
+        why = (f"the most specific profile for {engine} on {hardware.id} ({hardware.kind}), {model}, {fmt}: "
+               f"it matches {', '.join(fit) or 'anything'}")
+        if missing:
+            why += f"; none was fitted for this {' and '.join(missing)}"
+    if overrides:
+        why += f"; overridden by the scenario: {', '.join(overrides)}"
+    return why

@@ -12,6 +12,7 @@ import simpy
 from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
 from sim.frontend import wrap_client
+from sim.limits import check_size
 from sim.metrics import summarize
 from sim.recorder import Recorder
 from sim.requests import Status
@@ -53,7 +54,8 @@ def scenario_workload(scenario: Scenario) -> Workload:
 
 
 def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
-    """Policies and cost models of every server (raises ScenarioError naming the server)."""
+    """Policies and cost models of every server (raises ScenarioError naming the server, or when
+    the run would need more memory than :func:`sim.limits.check_size` allows)."""
     model = resolve_model(scenario.model, scenario.base_dir)
     hardware = resolve_hardware(scenario.hardware)
     out = []
@@ -62,6 +64,7 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
             out.append(resolve_server(spec, model, hardware))
         except (EngineError, CatalogError) as err:
             raise ScenarioError(f"servers.{i}: {err}") from None
+    check_size(scenario, out)  # before anything the size of the run is allocated
     return out
 
 
@@ -153,10 +156,6 @@ def run_server(
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = {**summarize(recorder, _warmup(scenario, recorder.num_arrived), slo), **counters}
     notes = {**resolved.notes, "weight_format": resolved.weight_format}
-    if resolved.profile is not None:
-        notes["cost_profile"] = resolved.profile.id
-        if "selection" in resolved.profile.provenance:
-            notes["cost_profile_selection"] = resolved.profile.provenance["selection"]
     return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
 
 
@@ -175,6 +174,7 @@ def run(
     """Every server at every sweep value, on common random numbers."""
     results = []
     for point, sc in sweep_scenarios(scenario):
+        resolve_servers(sc)  # refuse a bad or oversized point before drawing its workload
         workload = scenario_workload(sc)
         for i, spec in enumerate(sc.servers):
             results.append(run_server(sc, i, fast=fast, workload=workload, sweep=point))

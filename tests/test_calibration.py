@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import calibration.fit as fit
+import calibration.fit.profiles
 from calibration.fit import Point, fit_all, fit_profile, roofline_cost
 from calibration.measurements import VALIDATION_PATHS
 from sim.catalog import get_format, get_hardware, get_model
@@ -187,7 +188,7 @@ def test_cache_hit_skips_the_refit(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("refitted although the inputs did not change")
 
-    monkeypatch.setattr(fit, "_fit", boom)
+    monkeypatch.setattr(fit.profiles, "_fit", boom)
     second = fit_all([_small_input()], out=tmp_path)
     assert [r.cached for r in second.reports] == [True]
     assert second.written == []

@@ -95,8 +95,10 @@ def _area_by_events(arrival: np.ndarray, end: np.ndarray, t0: float, t1: float) 
 
 
 LITTLE_STEADY_TOLERANCE = 0.01
-"""|X W / L - 1| on points that are in a steady state: no failure, and edge terms (the
-``steady.little_bound``) under 5 % of L."""
+"""|X W / L - 1| on points that are in a steady state: no failure, edge terms (the
+``steady.little_bound``) under 5 % of L, and at least :data:`STEADY_MIN_DEPARTURES` departures in
+the window (with a handful of departures one request more or less at an edge is several %)."""
+STEADY_MIN_DEPARTURES = 200
 
 
 def test_steady_figures_obey_littles_law(points) -> None:
@@ -113,7 +115,7 @@ def test_steady_figures_obey_littles_law(points) -> None:
         assert X == np.sum(leaves) / span, name
         # Little's law: L and X W differ by the edge terms only, bounded by little_bound
         assert abs(L - X * W) <= m["steady.little_bound"] * (1 + 1e-9) + 1e-9, name
-        if m["failed"] == 0 and m["steady.little_bound"] < 0.05 * L:
+        if m["failed"] == 0 and m["steady.little_bound"] < 0.05 * L and np.sum(leaves) >= STEADY_MIN_DEPARTURES:
             steady_points += 1
             assert abs(m["steady.little_error"]) <= LITTLE_STEADY_TOLERANCE, name
         done = leaves & (rec.status == Status.COMPLETED)

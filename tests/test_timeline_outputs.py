@@ -55,6 +55,15 @@ def test_run_timeline_over_the_limit_is_a_clean_error(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and not (tmp_path / "big.json").exists()
 
 
+def test_run_timeline_to_a_path_that_cannot_be_a_file_is_a_clean_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for bad, says in ((tmp_path, "is a folder"), (blocker / "trace.json", "is a file, not a folder")):
+        proc = _servesim("--set", "sweep.values=[5]", "--set", "workload.num_requests=20", "--timeline", str(bad))
+        text = " ".join(proc.stderr.split())
+        assert proc.returncode == 2 and says in text and "Traceback" not in proc.stderr, proc.stderr
+
+
 def _texts(fig: Figure) -> str:
     parts = [fig.get_suptitle()] if fig._suptitle is not None else []
     for ax in fig.axes:

@@ -7,7 +7,6 @@ field, fix) and exit with status 2; they never show a traceback.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -64,71 +63,6 @@ def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
-def _point_key(scenario: Scenario, sweep: dict[str, Any], server: str, resolved: Any) -> str:
-    """Identifies a point: the scenario, the sweep value, and the resolved server (its policy
-    and cost parameters), so a recalibrated profile is not served from a stale saved point."""
-    text = json.dumps({"scenario": scenario.model_dump(mode="json"), "sweep": sweep, "server": server,
-                       "resolved": repr((resolved.policy, resolved.cost, resolved.service, resolved.frontend))},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _point_row(scenario: Scenario, index: int, sweep: dict[str, Any], fast: bool) -> dict[str, Any]:
-    """Run one server at one sweep value (in this process or a worker): its result row."""
-    from sim.simulation import run_server
-
-    from sim.results.bench import DETAIL_KEY, request_detail
-
-    result = run_server(scenario, index, fast=fast, sweep=sweep)
-    detail = request_detail(result.recorder)
-    return {**result.row(), "notes": result.notes, **({DETAIL_KEY: detail} if detail is not None else {})}
-
-
-def _run_points(scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1) -> list[dict[str, Any]]:
-    """Run every point, saving each as it completes so a stopped sweep resumes where it died.
-
-    With ``jobs > 1`` points run in worker processes; every point draws its workload from the
-    scenario's seed alone, so the rows are identical whatever the executor and the order.
-    """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from sim.simulation import resolve_servers, sweep_scenarios
-
-    points = list(sweep_scenarios(scenario))
-    resolved = [resolve_servers(sc) for _, sc in points]  # fail fast on any point before running
-    cache = out / "points" if out else None
-    if cache:
-        cache.mkdir(parents=True, exist_ok=True)
-    todo: list[tuple[int, Scenario, int, dict[str, Any], Path | None]] = []
-    rows: list[dict[str, Any] | None] = []
-    for (sweep, sc), servers in zip(points, resolved, strict=True):
-        for i, spec in enumerate(sc.servers):
-            saved = cache / f"{_point_key(sc, sweep, spec.label, servers[i])}.json" if cache else None
-            rows.append(json.loads(saved.read_text()) if saved and saved.is_file() else None)
-            if rows[-1] is None:
-                todo.append((len(rows) - 1, sc, i, sweep, saved))
-
-    def finish(slot: int, saved: Path | None, row: dict[str, Any]) -> None:
-        rows[slot] = row
-        if saved:
-            saved.write_text(json.dumps(row, default=float))
-
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("simulating", total=len(rows), completed=len(rows) - len(todo))
-        if jobs <= 1:
-            for slot, sc, i, sweep, saved in todo:
-                finish(slot, saved, _point_row(sc, i, sweep, fast))
-                progress.advance(task)
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(_point_row, sc, i, sweep, fast): (slot, saved)
-                           for slot, sc, i, sweep, saved in todo}
-                for future in as_completed(futures):
-                    finish(*futures[future], future.result())
-                    progress.advance(task)
-    return [row for row in rows if row is not None]
-
-
 def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) -> None:
     import datetime as dt
 
@@ -160,6 +94,36 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
     save_standard_plots(flat, sweep, out, run_title(scenario), scenario.workload.timeout_s)
 
 
+def _check_out(out: Path | None) -> None:
+    """Refuse an --out that cannot be a results folder before anything runs."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file, not a folder; name a folder for the results (it is created if missing)")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        _fail(f"--out {out}: {parent} is a file, not a folder; name a folder whose parents are folders")
+
+
+def _say(text: str) -> None:
+    err_console.print(text, highlight=False)
+
+
+def profile_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per server: the cost profile that priced its passes, its kind and why, and its front end."""
+    seen: dict[tuple[str, str], str] = {}
+    for row in rows:
+        notes = row.get("notes") or {}
+        profile = str(notes.get("cost_profile", "-"))
+        key = (str(row["server"]), profile)
+        if key not in seen:
+            line = f"  {row['server']}: {profile} ({notes.get('cost_profile_kind', '?')}: {notes.get('cost_profile_reason', '?')})"
+            if "frontend" in notes:
+                line += f"; front end: {notes['frontend']}"
+            seen[key] = line
+    return list(seen.values())
+
+
 @app.command("run")
 def run_cmd(
     scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML/TOML file.")],
@@ -172,6 +136,9 @@ def run_cmd(
         "(this .json path; one per sweep value) with its plots beside it. For small runs.")] = None,
 ) -> None:
     """Simulate every server of a scenario (and its sweep); print the table; write results."""
+    from sim.cli.sweep import run_points
+
+    _check_out(out)
     try:
         scenario = _apply_sets(load_scenario(scenario_file), set_)
         if timeline is not None:  # first: a run too large for a timeline fails before the long part
@@ -179,40 +146,45 @@ def run_cmd(
 
             written = write_timelines(scenario, timeline)
             err_console.print(f"wrote {', '.join(map(str, written))} (open the .json at ui.perfetto.dev)")
-        rows = _run_points(scenario, out, fast=not reference, jobs=jobs)
+        with Progress(console=err_console, transient=True) as progress:
+            task = progress.add_task("simulating", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            rows = run_points(scenario, out, fast=not reference, jobs=jobs, progress=advance, say=_say)
     except ScenarioError as err:
         _fail(_with_file(scenario_file, err))
     print_table(scenario, rows)
-    _print_costs(rows)
+    console.print("cost profiles (what priced each server's passes, and why):", highlight=False)
+    for line in profile_lines(rows):
+        console.print(line, highlight=False)
     if out is not None:
-        _write_outputs(scenario, rows, out)
+        try:
+            _write_outputs(scenario, rows, out)
+        except OSError as err:
+            _fail(f"--out {out}: cannot write the results ({err.strerror or err}); name a folder you can write")
         console.print(f"wrote {out}/results.json, results.csv, bench/*.json and the plots "
                       "output_throughput.png, p99_ttft_ms.png, p99_e2el_ms.png, timeouts.png")
 
 
-def _print_costs(rows: list[dict[str, Any]]) -> None:
-    """Which cost profile and front end each server ran with (no silent defaults)."""
-    seen: set[str] = set()
-    for r in rows:
-        notes = r.get("notes", {})
-        text = "; ".join(str(notes[k]) for k in ("cost_profile", "cost_profile_selection", "frontend") if k in notes)
-        if text and r["server"] not in seen:
-            seen.add(r["server"])
-            err_console.print(f"[dim]{r['server']}: {text}[/dim]", highlight=False)
-
-
 @app.command("check")
-def check_cmd(files: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")]) -> None:
-    """Validate scenario files without running them (model fit, KV size, every field)."""
-    from sim.simulation import resolve_servers, sweep_scenarios
+def check_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Scenario files or folders (*.yaml, *.yml, *.toml in them).")],
+    full: Annotated[bool, typer.Option("--full", help="Parse every row of big trace and length files (default: their first 8 MiB).")] = False,
+) -> None:
+    """Check scenarios as run would, without simulating: every field, the engines' start-up
+    rules, memory, the run's size, and the trace and length files it reads."""
+    from sim.cli.check import check_scenario_file, scenario_paths
 
-    paths = [p for f in files for p in (sorted(f.rglob("*.y*ml")) if f.is_dir() else [f])]
+    try:
+        paths = scenario_paths(files)
+    except ScenarioError as err:
+        _fail(str(err))
     failed = 0
     for path in paths:
         try:
-            scenario = load_scenario(path)
-            for _, sc in sweep_scenarios(scenario):
-                resolve_servers(sc)
+            check_scenario_file(path, full)
             console.print(f"[green]ok[/] {path}")
         except ScenarioError as err:
             failed += 1
@@ -232,11 +204,13 @@ def main() -> None:
 
     if "changed since" in CORE.reason:  # an edited checkout: say why it runs at half speed
         err_console.print(f"[dim]note: {CORE.reason}[/dim]")
+    from sim.cli.workers import Terminated
+
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         err_console.print("interrupted; rerun the same command with the same --out to resume")
-        sys.exit(130)
+        sys.exit(143 if isinstance(err, Terminated) else 130)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from sim.results.timeline import (
     Timeline,
     record_timelines,
 )
-from sim.scenario import Scenario
+from sim.scenario import Scenario, ScenarioError
 
 __all__ = ["trace_document", "write_timelines", "write_trace"]
 
@@ -168,12 +168,26 @@ def write_timelines(scenario: Scenario, path: str | Path, plots: bool = True) ->
     from sim.results.timeline_plots import save_timeline_plots
 
     path = Path(path)
+    _check_path(path)  # before the runs
     timelines = record_timelines(scenario)
     written = []
     for timeline in timelines:
         tag = "_".join(f"{k.split('.')[-1]}{v}" for k, v in timeline.sweep.items())
         target = path if len(timelines) == 1 or not tag else path.with_name(f"{path.stem}_{tag}{path.suffix}")
-        written.append(write_trace(timeline, target))
-        if plots:
-            written.extend(save_timeline_plots(timeline, target.parent, prefix=f"{target.stem}_"))
+        try:
+            written.append(write_trace(timeline, target))
+            if plots:
+                written.extend(save_timeline_plots(timeline, target.parent, prefix=f"{target.stem}_"))
+        except OSError as err:
+            raise ScenarioError(f"--timeline {path}: cannot write {target}: {err.strerror or err}; "
+                                "name a .json file in a folder you can write") from None
     return written
+
+
+def _check_path(path: Path) -> None:
+    """Refuse a trace path that is a folder or lies under a file (before anything runs)."""
+    if path.is_dir():
+        raise ScenarioError(f"--timeline {path}: is a folder; name the trace file, e.g. {path / 'trace.json'}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ScenarioError(f"--timeline {path}: {parent} is a file, not a folder; name a .json file in a folder")

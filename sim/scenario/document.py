@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import (
     Field,
+    field_validator,
 )
 
 from sim.scenario.base import Spec
@@ -20,7 +21,8 @@ class HfConfigModel(Spec):
     hf_config: str
     """Path to config.json, relative to the scenario file."""
     id: str | None = None
-    """Model id for cost-profile matching (default: from the config's name or folder)."""
+    """Model id for cost-profile matching (default: the last part of the config's
+    ``_name_or_path``; a config without one needs this)."""
 
 
 class SweepSpec(Spec):
@@ -29,7 +31,30 @@ class SweepSpec(Spec):
     path: str
     """Dotted field, e.g. workload.arrival.users."""
     values: list[Any] = Field(min_length=1)
-    """Values to try, in order."""
+    """Values to try, in order: numbers, strings, booleans or null (the field's default)."""
+
+    @field_validator("path")
+    @classmethod
+    def _field_path(cls, path: str) -> str:
+        parts = path.split(".")
+        if not path or any(not part for part in parts) or parts[0] in ("sweep", "base_dir"):
+            raise ValueError(
+                f"{path!r} is not a field to sweep; name one dotted field of the scenario, "
+                "e.g. workload.arrival.users or servers.vllm.max_num_seqs"
+            )
+        return path
+
+    @field_validator("values")
+    @classmethod
+    def _scalars(cls, values: list[Any]) -> list[Any]:
+        for value in values:
+            if isinstance(value, dict | list | tuple):
+                raise ValueError(
+                    f"{value!r} is not a number, string or boolean: a sweep varies one scalar field "
+                    "(e.g. path: workload.arrival.rate_per_s, values: [1, 2, 4]); to compare "
+                    "arrival processes or server setups, list them as servers or write one scenario each"
+                )
+        return values
 
 
 class SloSpec(Spec):
@@ -48,8 +73,8 @@ class Scenario(Spec):
 
     name: str
     """Label used in tables, plots and result files."""
-    seed: int = 0
-    """Root of every random stream of the run."""
+    seed: int = Field(ge=0, default=0)
+    """Root of every random stream of the run (a non-negative integer)."""
     model: str | HfConfigModel
     """Catalog model id (e.g. llama-3.1-8b) or {hf_config: path/to/config.json}."""
     hardware: str | dict[str, Any]

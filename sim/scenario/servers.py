@@ -301,8 +301,8 @@ class VllmSpec(ServerCommon):
     """Most requests running at once (default 256; 1024 on >= 70 GiB non-A100 GPUs in >= 0.10)."""
     max_num_batched_tokens: int | None = Field(ge=1, default=None)
     """Token budget per pass (default 2048; 8192 on >= 70 GiB non-A100 GPUs in >= 0.10)."""
-    block_size: int = Field(ge=1, default=16)
-    """Tokens per KV block."""
+    block_size: Literal[1, 8, 16, 32, 64, 128] = 16
+    """Tokens per KV block (vLLM's CacheConfig accepts 1, 8, 16, 32, 64, 128; CUDA builds up to 32)."""
     gpu_memory_utilization: float = Field(gt=0, le=1, default=0.9)
     """Fraction of GPU memory vLLM may use (weights + activations + KV)."""
     max_model_len: int | None = Field(ge=16, default=None)
@@ -380,8 +380,8 @@ class PagedBatchingSpec(ServerCommon):
     """Most running requests."""
     max_num_batched_tokens: int = Field(ge=1, default=2048)
     """Token budget per pass."""
-    block_size: int = Field(ge=1, default=16)
-    """Tokens per KV block."""
+    block_size: int = Field(ge=1, le=4096, default=16)
+    """Tokens per KV block (at most 4096)."""
     num_kv_blocks: int | None = Field(ge=1, default=None)
     """KV capacity in blocks (default: derived from gpu_memory_utilization)."""
     gpu_memory_utilization: float = Field(gt=0, le=1, default=0.9)
