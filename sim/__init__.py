@@ -9,11 +9,12 @@ The public Python API (the import package is ``sim``; the distribution and the c
     >>> results = sim.run(scenario)  # one PointResult per server and sweep value  # doctest: +SKIP
     >>> results[0].metrics["output_throughput"]  # doctest: +SKIP
 
-``sim.plot_metric`` / ``sim.save_standard_plots`` draw results; ``sim.record_timeline``
-records every pass and request of a run (``sim.write_trace`` writes it for Perfetto;
-``sim.plot_gantt``, ``sim.plot_batch_and_step_time``, ``sim.plot_kv_occupancy`` and
-``sim.plot_step_time_vs_batch`` draw it); ``sim.get_model``, ``sim.get_hardware`` and
-``sim.get_format`` read the catalog. The layers behind these names are
+``sim.plan(sim.load_plan("plan.yaml"))`` finds the cheapest fleet that meets an SLO
+(``sim.plan`` is also the package of the planner); ``sim.plot_metric`` / ``sim.save_standard_plots``
+draw results; ``sim.record_timeline`` records every pass and request of a run
+(``sim.write_trace`` writes it for Perfetto; ``sim.plot_gantt``, ``sim.plot_batch_and_step_time``,
+``sim.plot_kv_occupancy`` and ``sim.plot_step_time_vs_batch`` draw it); ``sim.get_model``,
+``sim.get_hardware`` and ``sim.get_format`` read the catalog. The layers behind these names are
 described in ``docs/architecture.md``.
 
 ``sim.CORE`` says whether the hot modules run compiled (mypyc) or as pure Python (see
@@ -33,6 +34,7 @@ CORE = _core.select()
 from sim.catalog import get_format, get_hardware, get_model
 from sim.costs import ConstantStepCost, DecodeLine, LinearStepCost, RooflineStepCost, StepCost
 from sim.metrics import summarize
+from sim.plan import PlanResult, PlanSpec, load_plan, plan
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, with_override
 from sim.shapes import BatchShape
 from sim.simulation import PointResult, run, run_server, scenario_workload
@@ -44,6 +46,8 @@ __all__ = [
     "ConstantStepCost",
     "DecodeLine",
     "LinearStepCost",
+    "PlanResult",
+    "PlanSpec",
     "PointResult",
     "RooflineStepCost",
     "Scenario",
@@ -54,8 +58,10 @@ __all__ = [
     "get_format",
     "get_hardware",
     "get_model",
+    "load_plan",
     "load_scenario",
     "parse_scenario",
+    "plan",
     "plot_batch_and_step_time",
     "plot_gantt",
     "plot_kv_occupancy",

@@ -11,6 +11,7 @@ import simpy
 
 from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
+from sim.executor import Executor
 from sim.frontend import wrap_client
 from sim.limits import check_size
 from sim.metrics import summarize
@@ -164,14 +165,30 @@ def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenar
     if scenario.sweep is None:
         yield {}, scenario
         return
-    for value in scenario.sweep.values:
-        yield {scenario.sweep.path: value}, with_override(scenario, scenario.sweep.path, value)
+    for point in scenario.sweep.points():
+        sc = scenario
+        for path, value in point.items():
+            sc = with_override(sc, path, value)
+        yield point, sc
+
+
+def _point_task(task: tuple[Scenario, int, bool, dict[str, Any]]) -> PointResult:
+    """One server at one sweep point (a task for an executor)."""
+    sc, index, fast, point = task
+    return run_server(sc, index, fast=fast, sweep=point)
 
 
 def run(
-    scenario: Scenario, *, fast: bool = True, progress: Callable[[str], None] | None = None
+    scenario: Scenario, *, fast: bool = True, progress: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[PointResult]:
-    """Every server at every sweep value, on common random numbers."""
+    """Every server at every sweep value, on common random numbers.
+
+    With an ``executor`` (``sim.executor``: serial or Dask) every server at every point is one
+    task; each draws its workload from the scenario's seed, so the results are the same."""
+    if executor is not None:
+        tasks = [(sc, i, fast, point) for point, sc in sweep_scenarios(scenario) for i in range(len(sc.servers))]
+        return executor.map(_point_task, tasks, done=(lambda i, r: progress(f"{r.server} {r.sweep}")) if progress else None)
     results = []
     for point, sc in sweep_scenarios(scenario):
         resolve_servers(sc)  # refuse a bad or oversized point before drawing its workload

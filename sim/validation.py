@@ -277,13 +277,13 @@ def _norm_sweep(sweep: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
 def _points_text(scenario: Scenario) -> str:
     if scenario.sweep is None:
         return "none (the scenario has no sweep: omit sweep)"
-    return ", ".join(f"{{{scenario.sweep.path}: {v}}}" for v in scenario.sweep.values)
+    return ", ".join(str(point) for point in scenario.sweep.points())
 
 
 def _sweep_points(scenario: Scenario) -> list[tuple[tuple[str, str], ...]]:
     if scenario.sweep is None:
         return [()]
-    return [_norm_sweep({scenario.sweep.path: v}) for v in scenario.sweep.values]
+    return [_norm_sweep(point) for point in scenario.sweep.points()]
 
 
 # --------------------------------------------------------------------------------------------

@@ -425,7 +425,7 @@ def test_qwen2_moe_config_counts_shared_experts(tmp_path: Path) -> None:
               "mlp_only_layers": [], "tie_word_embeddings": False}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    model = model_from_hf_config(path)
+    model = model_from_hf_config(path, "qwen2-moe-test")
     assert model.num_params == pytest.approx(14.3e9, rel=0.01)
     assert model.num_active_params == pytest.approx(2.7e9, rel=0.02)
     assert model.attention_bias

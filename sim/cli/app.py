@@ -45,12 +45,17 @@ def _apply_sets(scenario: Scenario, sets: list[str]) -> Scenario:
     return scenario
 
 
+def _sweep_fields(scenario: Scenario) -> list[str]:
+    """The swept fields, in order: one for a one-field sweep, several for a grid, none without."""
+    return list(scenario.sweep.points()[0]) if scenario.sweep else []
+
+
 def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
     """One table for the run (a row per server and sweep value), then a warning line for every
     point too failed or too small to read (:mod:`sim.results.table`)."""
     from sim.results.table import CAPTION, point_warnings, table_rows
 
-    sweep = scenario.sweep.path if scenario.sweep else None
+    sweep = _sweep_fields(scenario)
     table = Table(title=f"{scenario.name} ({scenario.model if isinstance(scenario.model, str) else 'model'} on {scenario.hardware})",
                   caption=CAPTION)
     headers, cells = table_rows(rows, sweep)
@@ -70,7 +75,7 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
     from sim.results.plots import run_title, save_standard_plots
 
     out.mkdir(parents=True, exist_ok=True)
-    sweep = scenario.sweep.path if scenario.sweep else None
+    sweep = _sweep_fields(scenario)
     skip = ("server", "engine", "sweep", "notes", DETAIL_KEY)
     flat = [{"server": r["server"], "engine": r["engine"], "sweep": r["sweep"],
              **{k: v for k, v in r.items() if k not in skip}} for r in rows]
@@ -80,9 +85,9 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
     keys = list(dict.fromkeys(k for r in flat for k in r if k != "sweep"))
     with (out / "results.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["server", *(["sweep." + sweep] if sweep else []), *keys[1:]])
+        writer.writerow(["server", *("sweep." + f for f in sweep), *keys[1:]])
         for r in flat:
-            writer.writerow([r["server"], *([r["sweep"][sweep]] if sweep else []), *(r.get(k) for k in keys[1:])])
+            writer.writerow([r["server"], *(r["sweep"][f] for f in sweep), *(r.get(k) for k in keys[1:])])
     bench = out / "bench"
     bench.mkdir(exist_ok=True)
     date = dt.datetime.now().astimezone()
@@ -91,7 +96,7 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
         for path, value in r["sweep"].items():
             point = with_override(point, path, value)
         (bench / bench_name(r)).write_text(json.dumps(point_bench(point, r, date)) + "\n")
-    save_standard_plots(flat, sweep, out, run_title(scenario), scenario.workload.timeout_s)
+    save_standard_plots(flat, sweep[0] if sweep else None, out, run_title(scenario), scenario.workload.timeout_s)
 
 
 def _check_out(out: Path | None) -> None:

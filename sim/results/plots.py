@@ -81,9 +81,16 @@ def _plain(value: float, _pos: int) -> str:
     return f"{value:g}"
 
 
+def _series(row: dict[str, Any], x_path: str) -> str:
+    """The line a row belongs to: its server, and the other swept fields' values in a grid."""
+    rest = [f"{k.split('.')[-1]}={v}" for k, v in row["sweep"].items() if k != x_path]
+    return row["server"] + (f" ({', '.join(rest)})" if rest else "")
+
+
 def plot_metric(rows: Sequence[dict[str, Any]], metric: str, sweep_path: str | None, ax: Axes | None = None) -> Axes:
     """One line per server: the plot ``metric`` (a key of :data:`PLOTS`) against the sweep value
-    (bars when there is no sweep)."""
+    (bars when there is no sweep). In a grid sweep ``sweep_path`` is the x axis and every
+    combination of the other swept fields is a line of its own."""
     label, value, log = PLOTS[metric]
     if ax is None:
         fig = Figure(figsize=(7.0, 4.4))
@@ -92,9 +99,10 @@ def plot_metric(rows: Sequence[dict[str, Any]], metric: str, sweep_path: str | N
     servers = list(dict.fromkeys(r["server"] for r in rows))
     if sweep_path:
         flagged = False
-        for server in servers:
-            pts = [(r["sweep"][sweep_path], value(r), _overloaded(r)) for r in rows if r["server"] == server]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=server)
+        series = list(dict.fromkeys(_series(r, sweep_path) for r in rows))
+        for name in series:
+            pts = [(r["sweep"][sweep_path], value(r), _overloaded(r)) for r in rows if _series(r, sweep_path) == name]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
             bad = [p for p in pts if p[2]]
             if bad:
                 ax.scatter([p[0] for p in bad], [p[1] for p in bad], s=140, facecolors="none", edgecolors="red",

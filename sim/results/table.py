@@ -52,21 +52,27 @@ def columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return [c for c in COLUMNS if c[0] != "request_goodput" or has_goodput]
 
 
-def table_rows(rows: Sequence[dict[str, Any]], sweep_path: str | None) -> tuple[list[str], list[list[str]]]:
-    """(headers, cells) of the table."""
-    cols = columns(rows)
-    headers = ([sweep_path.split(".")[-1]] if sweep_path else []) + [head for _, head, _ in cols]
-    cells = [([str(r["sweep"].get(sweep_path, ""))] if sweep_path else [])
+def _fields(sweep: str | Sequence[str] | None) -> list[str]:
+    """The swept fields: none, one dotted path, or the fields of a grid."""
+    return [] if not sweep else [sweep] if isinstance(sweep, str) else list(sweep)
+
+
+def table_rows(rows: Sequence[dict[str, Any]], sweep: str | Sequence[str] | None) -> tuple[list[str], list[list[str]]]:
+    """(headers, cells) of the table: a column per swept field, then the metrics."""
+    cols, fields = columns(rows), _fields(sweep)
+    headers = [f.split(".")[-1] for f in fields] + [head for _, head, _ in cols]
+    cells = [[str(r["sweep"].get(f, "")) for f in fields]
              + [_fmt(r.get(key), pat) for key, _, pat in cols] for r in rows]
     return headers, cells
 
 
-def point_warnings(rows: Sequence[dict[str, Any]], sweep_path: str | None) -> list[str]:
+def point_warnings(rows: Sequence[dict[str, Any]], sweep: str | Sequence[str] | None) -> list[str]:
     """A line for each point where more than half the requests failed (timed out, were rejected
     or aborted), or where fewer than :data:`MIN_COMPLETED` completed."""
     out = []
     for r in rows:
-        where = f"{r['server']}" + (f" at {sweep_path.split('.')[-1]}={r['sweep'].get(sweep_path)}" if sweep_path else "")
+        at = ", ".join(f"{f.split('.')[-1]}={r['sweep'].get(f)}" for f in _fields(sweep))
+        where = f"{r['server']}" + (f" at {at}" if at else "")
         arrived, done, failed = r["arrived"], r["completed"], r["failed"]
         if arrived and failed > arrived / 2:
             out.append(f"{where}: {failed} of {arrived} requests failed ({r['timeouts']} timed out, "
