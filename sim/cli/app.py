@@ -136,6 +136,9 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Write results.json/csv, bench JSONs and plots here.")] = None,
     reference: Annotated[bool, typer.Option("--reference", help="Step one pass at a time (no fast-forward).")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run sweep points in this many processes.")] = 1,
+    timeline: Annotated[Path | None, typer.Option(
+        "--timeline", help="Also write a timeline of every pass and request as a Perfetto / Chrome trace "
+        "(this .json path; one per sweep value) with its plots beside it. For small runs.")] = None,
 ) -> None:
     """Simulate every server of a scenario (and its sweep); print the table; write results."""
     from sim.cli.sweep import run_points
@@ -143,6 +146,11 @@ def run_cmd(
     _check_out(out)
     try:
         scenario = _apply_sets(load_scenario(scenario_file), set_)
+        if timeline is not None:  # first: a run too large for a timeline fails before the long part
+            from sim.results.perfetto import write_timelines
+
+            written = write_timelines(scenario, timeline)
+            err_console.print(f"wrote {', '.join(map(str, written))} (open the .json at ui.perfetto.dev)")
         with Progress(console=err_console, transient=True) as progress:
             task = progress.add_task("simulating", total=None)
 
