@@ -146,11 +146,11 @@ def run_job(job: Job) -> dict[str, Any]:
     if job.keep < 1.0:
         workload = _thin(workload, job.keep, sc.seed)
     m = dict(run_server(sc, 0, workload=workload).metrics)
-    counted = max(m["counted"], 1)
-    m["timeout_share"] = m["timeouts"] / counted
-    m["rejection_share"] = m["rejected"] / counted
-    if "request_goodput" in m:
-        m["bad_share"] = max(0.0, 1.0 - m["request_goodput"] * m["duration"] / counted)
+    sent = max(m["arrived"], 1)  # shares of every request sent (vllm bench serve's metrics are whole-run)
+    m["timeout_share"] = m["timeouts"] / sent
+    m["rejection_share"] = m["rejected"] / sent
+    if "good_completed" in m:
+        m["bad_share"] = max(0.0, 1.0 - m["good_completed"] / sent)
     decode_ms = m["mean_e2el_ms"] - m["mean_ttft_ms"]
     # Little's law on the decode phase: requests decoding at once
     m["running_batch"] = m["request_throughput"] * decode_ms / 1e3 if math.isfinite(decode_ms) else 0.0
