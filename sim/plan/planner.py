@@ -27,6 +27,7 @@ from sim.plan.replicas import REPLICA_MODEL, Job, Traffic, make_job, run_job, tr
 from sim.plan.schema import PlanSpec
 from sim.plan.screen import Screen, screen
 from sim.plan.search import Outcome, Verdict, judge, search
+from sim.results.frames import frame
 from sim.scenario import ScenarioError, ServerSpec
 from sim.scenario.workload import ClosedLoopArrival
 from sim.simulation import resolve_servers, scenario_workload
@@ -104,6 +105,18 @@ class PlanResult:
         front = [c for cost, lat, c in pts
                  if not any((o_cost <= cost and o_lat <= lat) and (o_cost < cost or o_lat < lat) for o_cost, o_lat, _ in pts)]
         return sorted(front, key=lambda c: c.figures["usd_per_hour"])
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict per candidate: name, server, engine, hardware, GPUs per replica, status,
+        reason, simulations, analytic capacity, price per GPU-hour and every figure."""
+        return [{"candidate": c.name, "server": c.server, "engine": c.engine, "hardware": c.hardware,
+                 "gpus_per_replica": c.gpus_per_replica, "status": c.status, "reason": c.reason,
+                 "simulations": c.simulations, "analytic_capacity_per_replica": c.screen.capacity,
+                 "usd_per_gpu_hour": c.price.get("usd_per_gpu_hour"), **c.figures} for c in self.candidates]
+
+    def to_pandas(self) -> Any:
+        """:meth:`rows` as a pandas DataFrame indexed by candidate (needs the ``pandas`` extra)."""
+        return frame(self.rows()).set_index("candidate")
 
     def to_json(self) -> dict[str, Any]:
         """The whole result as JSON-able data."""
@@ -228,7 +241,7 @@ def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int | None 
         except (ScenarioError, CatalogError) as err:
             raise ScenarioError(f"candidates {name}: {err}") from None
         sc = screen(resolved, prompt, output, bounds, closed, think)
-        r = CandidateResult(name, cand.server.label, resolved.engine, hw, cand.tp, sc, price, {
+        r = CandidateResult(name, cand.server.label, resolved.engine, hw, cand.tp, sc, price | {"usd_per_gpu_hour": per_gpu}, {
             "basis": pm.basis, "source": pm.source, "idle_w": pm.idle_w, "max_w": pm.max_w, "k": pm.k, "x0": pm.x0})
         n_floor = min(max(math.ceil(traffic.target / sc.capacity), spec.candidates.replicas.min),
                       spec.candidates.replicas.max)
