@@ -11,7 +11,10 @@ The public Python API (the import package is ``sim``; the distribution and the c
     >>> results.to_pandas()  # a DataFrame, a row per point (needs the pandas extra)  # doctest: +SKIP
 
 ``sim.plan(sim.load_plan("plan.yaml"))`` finds the cheapest fleet that meets an SLO
-(``sim.plan`` is also the package of the planner); ``sim.plot_metric`` / ``sim.save_standard_plots`` draw results; ``sim.get_model``,
+(``sim.plan`` is also the package of the planner); ``sim.plot_metric`` / ``sim.save_standard_plots``
+draw results; ``sim.record_timeline`` records every pass and request of a run
+(``sim.write_trace`` writes it for Perfetto; ``sim.plot_gantt``, ``sim.plot_batch_and_step_time``,
+``sim.plot_kv_occupancy`` and ``sim.plot_step_time_vs_batch`` draw it); ``sim.get_model``,
 ``sim.get_hardware`` and ``sim.get_format`` read the catalog. The layers behind these names are
 described in ``docs/architecture.md``.
 
@@ -63,14 +66,24 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
     "plan",
+    "plot_batch_and_step_time",
+    "plot_gantt",
+    "plot_kv_occupancy",
     "plot_metric",
+    "plot_step_time_vs_batch",
+    "record_timeline",
     "run",
     "run_server",
     "save_standard_plots",
     "scenario_workload",
     "summarize",
     "with_override",
+    "write_trace",
 ]
+
+_TIMELINE = {"record_timeline": "timeline", "write_trace": "perfetto", "plot_gantt": "timeline_plots",
+             "plot_batch_and_step_time": "timeline_plots", "plot_kv_occupancy": "timeline_plots",
+             "plot_step_time_vs_batch": "timeline_plots"}
 
 
 def run(scenario: Scenario, **options: object) -> RunResults:
@@ -86,4 +99,8 @@ def __getattr__(name: str) -> object:
         from sim.results import plots
 
         return getattr(plots, name)
+    if name in _TIMELINE:  # (sim.results.timeline*: imported on first use too)
+        import importlib
+
+        return getattr(importlib.import_module(f"sim.results.{_TIMELINE[name]}"), name)
     raise AttributeError(f"module 'sim' has no attribute {name!r}")

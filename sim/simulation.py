@@ -105,9 +105,17 @@ def _spec_metrics(server: IterationServer | RequestLevelServer) -> dict[str, flo
     return out
 
 
+StartHook = Callable[[IterationServer | RequestLevelServer, simpy.Environment, Any, Recorder], None]
+"""Starts a built server's process (a timeline run records through its own; sim.results.timeline)."""
+
+
+def _start(server: IterationServer | RequestLevelServer, env: simpy.Environment, client: Any, recorder: Recorder) -> None:
+    server.start(env, client, recorder)
+
+
 def simulate(
     scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True,
-    counters: dict[str, float] | None = None,
+    counters: dict[str, float] | None = None, start: StartHook = _start,
 ) -> Recorder:
     """Replay ``workload`` through one server; returns its records (and fills ``counters`` with
     the server's speculative-decoding counters, if it speculates)."""
@@ -116,7 +124,7 @@ def simulate(
     w = scenario.workload
     client = wrap_client(make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF), resolved.frontend)
     server = _build(resolved, workload, fast, scenario.seed)
-    server.start(env, client, recorder)
+    start(server, env, client, recorder)
     env.run()
     recorder.trim()
     if counters is not None:
@@ -139,13 +147,13 @@ def _warmup(scenario: Scenario, arrived: int) -> int:
 
 def run_server(
     scenario: Scenario, index: int = 0, *, fast: bool = True, workload: Workload | None = None,
-    sweep: dict[str, Any] | None = None,
+    sweep: dict[str, Any] | None = None, start: StartHook = _start,
 ) -> PointResult:
-    """Run server ``index`` of the scenario."""
+    """Run server ``index`` of the scenario (``start`` starts the built server: see simulate)."""
     resolved = resolve_servers(scenario)[index]
     workload = workload if workload is not None else scenario_workload(scenario)
     counters: dict[str, float] = {}
-    recorder = simulate(scenario, resolved, workload, fast=fast, counters=counters)
+    recorder = simulate(scenario, resolved, workload, fast=fast, counters=counters, start=start)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = {**summarize(recorder, _warmup(scenario, recorder.num_arrived), slo), **counters}
     notes = {**resolved.notes, "weight_format": resolved.weight_format}

@@ -33,13 +33,16 @@ def tiny_scenario(
     warmup: int = 0,
     **extra: Any,
 ) -> Scenario:
-    """A scenario with one server; ``step_s`` gives every pass a constant cost."""
+    """A scenario with one server; ``step_s`` gives every pass a constant cost (and then an engine
+    preset runs without its fitted front end, so times count passes only)."""
     def length(v: int | dict[str, Any]) -> dict[str, Any]:
         return {"kind": "fixed", "value": v} if isinstance(v, int) else v
 
     srv = dict(server)
     if step_s is not None and "cost" not in srv:
         srv["cost"] = {"kind": "constant", "step_s": step_s}
+        if "engine" in srv and "frontend" not in srv:
+            srv["frontend"] = {"profile": "none"}
     workload: dict[str, Any] = {
         "arrival": _together(arrival) if arrival else {"kind": "constant", "rate_per_s": 1.0},
         "prompt_tokens": length(prompt),

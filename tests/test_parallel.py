@@ -429,7 +429,7 @@ def test_qwen2_moe_config_counts_shared_experts(tmp_path: Path) -> None:
     assert model.num_params == pytest.approx(14.3e9, rel=0.01)
     assert model.num_active_params == pytest.approx(2.7e9, rel=0.02)
     assert model.attention_bias
-    sparse = model_from_hf_config(_write(tmp_path / "b", {**config, "decoder_sparse_step": 2}))
+    sparse = model_from_hf_config(_write(tmp_path / "b", {**config, "decoder_sparse_step": 2}), "qwen2-moe-sparse")
     assert sparse.num_moe_layers == 12  # layers 1, 3, 5, ...: (layer + 1) % 2 == 0
 
 

@@ -151,6 +151,9 @@ def run_cmd(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run sweep points in this many processes.")] = 1,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Run sweep points on an existing Dask cluster (tcp://HOST:PORT; trusted clusters only).")] = None,
+    timeline: Annotated[Path | None, typer.Option(
+        "--timeline", help="Also write a timeline of every pass and request as a Perfetto / Chrome trace "
+        "(this .json path; one per sweep value) with its plots beside it. For small runs.")] = None,
 ) -> None:
     """Simulate every server of a scenario (and its sweep); print the table; write results."""
     from contextlib import nullcontext
@@ -160,6 +163,11 @@ def run_cmd(
     _check_out(out)
     try:
         scenario = _apply_sets(load_scenario(scenario_file), set_)
+        if timeline is not None:  # first: a run too large for a timeline fails before the long part
+            from sim.results.perfetto import write_timelines
+
+            written = write_timelines(scenario, timeline)
+            err_console.print(f"wrote {', '.join(map(str, written))} (open the .json at ui.perfetto.dev)")
         with _dask(scheduler) if scheduler else nullcontext() as executor, \
                 Progress(*Progress.get_default_columns(), TextColumn("{task.fields[what]}"),
                          console=err_console, transient=True) as progress:

@@ -146,10 +146,10 @@ def run_job(job: Job) -> dict[str, Any]:
     if job.keep < 1.0:
         workload = _thin(workload, job.keep, sc.seed)
     m = dict(run_server(sc, 0, workload=workload).metrics)
-    sent = max(m["arrived"], 1)  # shares of every request sent (vllm bench serve's metrics are whole-run)
+    sent = max(m["arrived"], 1)  # shares of the requests sent (docs/metrics.md)
     m["timeout_share"] = m["timeouts"] / sent
     m["rejection_share"] = m["rejected"] / sent
-    if "good_completed" in m:
+    if m.get("request_goodput") is not None:
         m["bad_share"] = max(0.0, 1.0 - m["good_completed"] / sent)
     decode_ms = m["mean_e2el_ms"] - m["mean_ttft_ms"]
     # Little's law on the decode phase: requests decoding at once

@@ -8,6 +8,7 @@ from typing import Any, Literal, Self
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -39,7 +40,7 @@ def _check_scalars(values: list[Any]) -> None:
     for value in values:
         if isinstance(value, dict | list | tuple):
             raise ValueError(
-                f"{value!r} is not a number, string or boolean: a sweep varies scalar fields "
+                f"{value!r} is not a number, string or boolean: a sweep varies one scalar field at a time "
                 "(e.g. path: workload.arrival.rate_per_s, values: [1, 2, 4]); to compare "
                 "arrival processes or server setups, list them as servers or write one scenario each"
             )
@@ -60,6 +61,18 @@ class SweepSpec(Spec):
     """Grid: every combination (product, the last field varying fastest) or the i-th value of
     every list together (zip: the lists must have equal lengths)."""
 
+    @field_validator("path")
+    @classmethod
+    def _field_path(cls, path: str | None) -> str | None:
+        _check_field_path(path)
+        return path
+
+    @field_validator("values")
+    @classmethod
+    def _scalars(cls, values: list[Any] | None) -> list[Any] | None:
+        _check_scalars(values or [])
+        return values
+
     @model_validator(mode="after")
     def _one_form(self) -> Self:
         single = self.path is not None or self.values is not None
@@ -67,9 +80,9 @@ class SweepSpec(Spec):
             raise ValueError("give either path and values, or grid (e.g. grid: {workload.arrival.users: [1, 8]})")
         if single and (self.path is None or self.values is None):
             raise ValueError("give both path and values (e.g. path: workload.arrival.users, values: [1, 8])")
-        for path, values in ((self.path, self.values), *(self.grid or {}).items()):
+        for path, values in (self.grid or {}).items():
             _check_field_path(path)
-            _check_scalars(values or [])
+            _check_scalars(values)
         if self.grid is not None:
             if not self.grid or any(not v for v in self.grid.values()):
                 raise ValueError("every grid field needs at least one value")

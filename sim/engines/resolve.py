@@ -1,0 +1,107 @@
+"""The entry point: a server spec, a model and hardware -> the resolved server, with its front end
+and a note of which cost profile prices it and why."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import assert_never
+
+from sim.catalog import HardwareSpec, ModelSpec
+from sim.costs import RooflineStepCost
+from sim.engines.base import EngineError, ResolvedServer, ServerSpecT
+from sim.engines.slots import (
+    _resolve_llama_cpp,
+    _resolve_ollama,
+    _resolve_serial,
+    _resolve_single_queue,
+)
+from sim.engines.vllm import _resolve_paged, _resolve_vllm
+from sim.frontend import FRONTEND_NONE, select_frontend
+from sim.profiles import (
+    describe_choice,
+    profile_kind,
+)
+from sim.scenario import (
+    LlamaCppSpec,
+    OllamaSpec,
+    PagedBatchingSpec,
+    RooflineCostSpec,
+    SerialDecodeSpec,
+    SingleQueueSpec,
+    VllmSpec,
+)
+
+
+def _profile_notes(spec: ServerSpecT, resolved: ResolvedServer, model: ModelSpec, hardware: HardwareSpec) -> None:
+    """Record which cost profile prices the server, what kind it is, and why it was chosen."""
+    cost, p = spec.cost, resolved.profile
+    if p is None:
+        resolved.notes.update(cost_profile="-", cost_profile_kind="none",
+                              cost_profile_reason=f"the scenario gives cost: {{kind: {cost.kind}}}")
+        return
+    named = cost.profile if isinstance(cost, RooflineCostSpec) else None
+    overrides = [k for k, v in cost.model_dump().items() if k not in ("kind", "profile") and v is not None]
+    why = describe_choice(p, resolved.engine, hardware, model.id, resolved.weight_format, named, overrides)
+    if "selection" in p.provenance:  # chosen or interpolated by thread count (select_for_threads)
+        why += f"; {p.provenance['selection']}"
+    resolved.notes.update(cost_profile=p.id, cost_profile_kind=profile_kind(p.id), cost_profile_reason=why)
+
+
+def resolve_server(spec: ServerSpecT, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
+    """Map a server spec to its policy and cost model: the only place that does so."""
+    resolved = _with_frontend(_resolve(spec, model, hardware), spec, hardware)
+    _profile_notes(spec, resolved, model, hardware)
+    return resolved
+
+
+def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: HardwareSpec) -> ResolvedServer:
+    """Attach the server's front end (sim/frontend.py): the fitted profile of an engine preset
+    (none for bare architectures) with the spec's overrides; its in-engine costs are added to
+    the roofline's per-sequence and per-pass overheads."""
+    fs = spec.frontend
+    version = getattr(spec, "version", None)
+    try:
+        if fs is not None and fs.profile is not None:
+            front = select_frontend(resolved.engine, version or "", hardware.kind, fs.profile)
+        elif version is not None:
+            front = select_frontend(resolved.engine, version, hardware.kind)
+        else:
+            front = FRONTEND_NONE
+    except ValueError as err:
+        raise EngineError(f"server {spec.label!r}: frontend.profile: {err}") from None
+    if fs is not None:
+        changes = {k: v for k, v in fs.model_dump().items() if k != "profile" and v is not None}
+        if changes:
+            front = replace(front, id=f"{front.id} (overridden: {', '.join(sorted(changes))})", **changes)
+    resolved.frontend = front
+    if front.is_zero:
+        return resolved
+    note = front.describe()
+    if (front.token_s or front.step_s) and not isinstance(resolved.cost, RooflineStepCost):
+        note += " (in-engine part not applied: the cost model is not a roofline)"
+    resolved.notes["frontend"] = note
+    if (front.token_s or front.step_s) and isinstance(resolved.cost, RooflineStepCost):
+        resolved.cost = replace(
+            resolved.cost,
+            seq_overhead_s=resolved.cost.seq_overhead_s + front.token_s,
+            step_overhead_s=resolved.cost.step_overhead_s + front.step_s,
+        )
+    return resolved
+
+
+def _resolve(spec: ServerSpecT, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
+    match spec:
+        case OllamaSpec():
+            return _resolve_ollama(spec, model, hardware)
+        case LlamaCppSpec():
+            return _resolve_llama_cpp(spec, model, hardware)
+        case VllmSpec():
+            return _resolve_vllm(spec, model, hardware)
+        case SingleQueueSpec():
+            return _resolve_single_queue(spec, model, hardware)
+        case SerialDecodeSpec():
+            return _resolve_serial(spec, model, hardware)
+        case PagedBatchingSpec():
+            return _resolve_paged(spec, model, hardware)
+        case _:
+            assert_never(spec)
