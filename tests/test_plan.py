@@ -224,3 +224,10 @@ def test_tensor_parallel_candidates_are_priced_and_powered_per_gpu(tiny_result):
     assert isinstance(resolved.cost, ParallelStepCost) and resolved.cost.tp.n == 2
     # two GPUs hold more KV and step faster: the analytic capacity per replica is higher
     assert two.screen.capacity > one.screen.capacity
+
+
+def test_a_tensor_parallel_size_vllm_refuses_is_a_clean_error_naming_the_candidate():
+    doc = tiny()
+    doc["candidates"]["tensor_parallel"] = [1, 3]  # Llama-3.1-8B: 32 heads, not divisible by 3
+    with pytest.raises(ScenarioError, match=r"candidates vllm-tp3@l40s: .*divisible by tensor parallel size \(3\)"):
+        plan(parse_plan(doc))
