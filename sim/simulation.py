@@ -11,14 +11,13 @@ import simpy
 
 from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
+from sim.fleet import ResolvedFleet, build_server, replica_rows, resolve_fleet, simulate_fleet
 from sim.metrics import summarize
 from sim.recorder import Recorder
 from sim.requests import Status
-from sim.scenario import Scenario, ScenarioError, with_override
+from sim.scenario import Scenario, ScenarioError, is_fleet, with_override
 from sim.servers.base import IterationServer
-from sim.servers.paged import PagedPolicy, PagedScheduler
-from sim.servers.request_level import RequestLevelServer, service_distribution
-from sim.servers.slots import SlotPolicy, SlotScheduler
+from sim.servers.request_level import RequestLevelServer
 from sim.workload import Workload, generate_workload, make_client
 from sim.workload.table import INF
 
@@ -57,23 +56,14 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
     out = []
     for i, spec in enumerate(scenario.servers):
         try:
-            out.append(resolve_server(spec, model, hardware))
+            out.append(resolve_fleet(spec, model, hardware) if is_fleet(spec) else resolve_server(spec, model, hardware))
         except (EngineError, CatalogError) as err:
             raise ScenarioError(f"servers.{i}: {err}") from None
     return out
 
 
 def _build(resolved: ResolvedServer, workload: Workload, fast: bool, seed: int) -> IterationServer | RequestLevelServer:
-    if resolved.service is not None:
-        assert isinstance(resolved.policy, SlotPolicy)
-        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3])
-        service = service_distribution(resolved.service.distribution).sample(rng, len(workload))
-        return RequestLevelServer(resolved.policy.num_slots, service)
-    assert resolved.cost is not None
-    if isinstance(resolved.policy, PagedPolicy):
-        return IterationServer(PagedScheduler(resolved.policy), resolved.cost, fast=fast)
-    assert isinstance(resolved.policy, SlotPolicy)
-    return IterationServer(SlotScheduler(resolved.policy), resolved.cost, fast=fast)
+    return build_server(resolved, len(workload), fast, seed)
 
 
 def simulate(scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True) -> Recorder:
@@ -109,6 +99,8 @@ def run_server(
     """Run server ``index`` of the scenario."""
     resolved = resolve_servers(scenario)[index]
     workload = workload if workload is not None else scenario_workload(scenario)
+    if isinstance(resolved, ResolvedFleet):
+        return _run_fleet(scenario, resolved, workload, fast, sweep)
     recorder = simulate(scenario, resolved, workload, fast=fast)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
@@ -116,6 +108,24 @@ def run_server(
     if resolved.profile is not None:
         notes["cost_profile"] = resolved.profile.id
     return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
+
+
+def _run_fleet(
+    scenario: Scenario, resolved: ResolvedFleet, workload: Workload, fast: bool, sweep: dict[str, Any] | None
+) -> PointResult:
+    w = scenario.workload
+    try:
+        fleet = simulate_fleet(resolved.members, resolved.router, workload, num_requests=w.num_requests,
+                               duration_s=w.duration_s if w.duration_s else INF, seed=scenario.seed, fast=fast)
+    except ValueError as err:
+        raise ScenarioError(f"fleet {resolved.label!r}: {err}") from None
+    warmup = _warmup(scenario, fleet.recorder.num_arrived)
+    metrics = summarize(fleet.recorder, warmup, scenario.slo.model_dump() if scenario.slo else None)
+    notes = {**resolved.notes, "router_decisions": fleet.decisions, "router_rejected": fleet.router_rejected,
+             "sample_s": fleet.sample_s, "replica_rows": replica_rows(fleet, warmup)}
+    result = PointResult(resolved.label, resolved.engine, sweep or {}, metrics, fleet.recorder, notes)
+    result.fleet = fleet  # type: ignore[attr-defined]
+    return result
 
 
 def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenario]]:

@@ -13,16 +13,18 @@ tables, Hugging Face configs) are resolved against the scenario file's folder.
 
 from __future__ import annotations
 
-from sim.scenario.base import ScenarioError, Spec  # noqa: F401
-from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec  # noqa: F401
-from sim.scenario.io import (  # noqa: F401
+from sim.scenario.base import ScenarioError, Spec
+from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec
+from sim.scenario.fleet import FleetSpec, ServerEntry, is_fleet
+from sim.scenario.io import (
     format_validation_error,
     load_scenario,
     parse_scenario,
     parse_value,
     with_override,
 )
-from sim.scenario.servers import (  # noqa: F401
+from sim.scenario.router import RouterSpec
+from sim.scenario.servers import (
     ConstantCostSpec,
     CostSpec,
     LinearCostSpec,
@@ -38,7 +40,7 @@ from sim.scenario.servers import (  # noqa: F401
     SingleQueueSpec,
     VllmSpec,
 )
-from sim.scenario.workload import (  # noqa: F401
+from sim.scenario.workload import (
     ArrivalSpec,
     ClosedLoopArrival,
     ConstantArrival,
@@ -65,6 +67,7 @@ __all__ = [
     "CostSpec",
     "EmpiricalLength",
     "FixedLength",
+    "FleetSpec",
     "GammaArrival",
     "HfConfigModel",
     "LengthSpec",
@@ -78,11 +81,13 @@ __all__ = [
     "PoissonArrival",
     "RampArrival",
     "RooflineCostSpec",
+    "RouterSpec",
     "SampledServiceSpec",
     "Scenario",
     "ScenarioError",
     "SerialDecodeSpec",
     "ServerCommon",
+    "ServerEntry",
     "ServerSpec",
     "ServiceDistribution",
     "SingleQueueSpec",
@@ -95,6 +100,7 @@ __all__ = [
     "VllmSpec",
     "WorkloadSpec",
     "format_validation_error",
+    "is_fleet",
     "load_scenario",
     "parse_scenario",
     "parse_value",

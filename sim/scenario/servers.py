@@ -11,6 +11,7 @@ from pydantic import (
 )
 
 from sim.scenario.base import Spec
+from sim.scenario.router import RouterSpec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,11 +101,15 @@ class ServerCommon(Spec):
     """How long a forward pass takes."""
     threads: int | None = Field(ge=1, default=None)
     """CPU threads the engine computes with (CPU serving: picks the profile measured with them)."""
+    replicas: int = Field(ge=1, default=1)
+    """Copies of this server, each on its own hardware, behind ``router`` (a fleet when > 1)."""
+    router: RouterSpec | None = None
+    """The router in front of the replicas (default with replicas > 1: round_robin)."""
 
     @property
     def label(self) -> str:
         """Name shown in results."""
-        return self.name or getattr(self, "engine", None) or getattr(self, "kind")
+        return self.name or getattr(self, "engine", None) or self.kind
 
 
 class OllamaSpec(ServerCommon):

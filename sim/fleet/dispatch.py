@@ -1,0 +1,291 @@
+"""The fleet on one clock: the router station, the decisions, and one feed per replica.
+
+Each replica runs its own server loop unchanged, reading its requests from a
+:class:`ReplicaFeed` (a client in the sense of :class:`sim.servers.base.Client`). The loop
+fast-forwards decode runs up to ``next_arrival_s()``, so what a feed answers there decides
+both correctness and speed:
+
+* **free** routers (own counters that move only when they route) on an open-loop workload:
+  decisions are taken lazily, in arrival order, whenever some feed must know its next
+  arrival; the feed then answers its exact next arrival and the replicas run undisturbed
+  (the per-request cost class of one server);
+* **scrape** routers: the same, for decisions before the next scrape; the fleet reads every
+  replica at each scrape (an urgent event on the clock, so every replica's state is the state
+  at that instant); a decision past the current snapshot is a barrier every feed reports;
+* **live** routers (counters moved by completions or first tokens), and every router on a
+  closed-loop workload (arrivals depend on completions): decisions are taken by an urgent
+  event at their own time, when every replica has applied what happened before it; every
+  feed reports the next decision as a barrier, so replicas stop there.
+
+An urgent event at time t runs before any replica's event at t, and a replica whose pass
+spans t has its state as at the start of that pass with no event inside it, so what the
+router reads at t is the state at t. The router station is FCFS with an optional concurrency
+cap; its departure times do not depend on the replicas, so they are computed on arrival.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Protocol
+
+import simpy
+from simpy.core import URGENT
+
+from sim.fleet.routers import FREE, LIVE, SCRAPE, Router, Snapshot
+from sim.recorder import Recorder
+from sim.requests import Request, Status
+from sim.scenario import RouterSpec
+from sim.servers.base import Client, IterationServer
+from sim.servers.paged import PagedScheduler
+from sim.servers.request_level import RequestLevelServer
+from sim.servers.slots import SlotScheduler
+
+__all__ = ["Fleet", "ReplicaFeed", "Station"]
+
+INF = float("inf")
+BYTES_PER_TOKEN = 4
+
+
+class _Server(Protocol):
+    wakeable: bool
+
+    def kick(self) -> None: ...
+
+
+class Station:
+    """The router as a FCFS station: ``service_s + service_s_per_byte·bytes`` per request,
+    ``concurrency`` at once (None: unlimited), at most ``max_queue`` waiting (else 503)."""
+
+    def __init__(self, spec: RouterSpec) -> None:
+        self.s0, self.s1 = spec.service_s, spec.service_s_per_byte
+        self.free: list[float] | None = [0.0] * spec.concurrency if spec.concurrency else None
+        self.max_queue = spec.max_queue
+        self.starts: deque[float] = deque()  # start times of requests waiting (FCFS: sorted)
+        self.rejected = 0
+
+    def depart(self, request: Request, t: float) -> float:
+        """When the router is done with ``request`` arriving at ``t`` (-1: refused, queue full)."""
+        service = self.s0 + self.s1 * BYTES_PER_TOKEN * request.prompt_tokens
+        free = self.free
+        if free is None:
+            return t + service
+        starts = self.starts
+        while starts and starts[0] <= t:
+            starts.popleft()
+        if self.max_queue is not None and len(starts) >= self.max_queue and free[0] > t:
+            self.rejected += 1
+            return -1.0
+        start = max(t, heapq.heappop(free))
+        heapq.heappush(free, start + service)
+        if start > t:
+            starts.append(start)
+        return start + service
+
+
+class ReplicaFeed:
+    """One replica's view of the fleet: the requests routed to it, by delivery time."""
+
+    def __init__(self, fleet: Fleet, index: int) -> None:
+        self.fleet = fleet
+        self.index = index
+        self.heap: list[tuple[float, int, Request]] = []
+        self.server: _Server | None = None
+        self.barriers = True
+        """Whether the replica must stop at decisions it may not get (a fast-forwarding loop);
+        a request-level server serves each request in its own process and needs only kicks."""
+
+    def next_arrival_s(self) -> float:
+        return self.fleet.next_for(self)
+
+    def pop_arrivals(self, now: float) -> list[Request]:
+        self.fleet.route_until(now)
+        heap = self.heap
+        out = []
+        while heap and heap[0][0] <= now:
+            out.append(heapq.heappop(heap)[2])
+        return out
+
+    def on_done(self, request: Request, now: float) -> None:
+        self.fleet.done(self.index, request, now)
+
+
+class Fleet:
+    """Routes the requests of ``client`` to ``n`` replica feeds on ``env``'s clock."""
+
+    def __init__(self, env: simpy.Environment, client: Client, router: Router, spec: RouterSpec,
+                 n: int, recorder: Recorder, *, closed_loop: bool) -> None:
+        self.env = env
+        self.client = client
+        self.router = router
+        self.station = Station(spec)
+        self.min_service = spec.service_s
+        self.recorder = recorder
+        self.closed = closed_loop
+        self.mode = router.mode if n > 1 else FREE  # one replica: nothing to read
+        self.scrape_s = spec.scrape_s if self.mode == SCRAPE else None
+        self.feeds = [ReplicaFeed(self, i) for i in range(n)]
+        self.pending: list[tuple[float, int, Request]] = []  # through the station, not yet routed
+        self.seq = 0
+        self.replica_of: dict[int, int] = {}
+        self.routed = [0] * n
+        self.valid_until = 0.0 if self.mode == SCRAPE else INF
+        self.lazy = not self.closed and self.mode != LIVE
+        self._wake_at = INF
+        self._generation = 0
+        self.servers: list[object] = []
+
+    # the clock ---------------------------------------------------------------------------------
+    def start(self, servers: list[object]) -> None:
+        """Bind the replicas' servers (for snapshots and kicks) and schedule the first events."""
+        self.servers = servers
+        for feed, server in zip(self.feeds, servers, strict=True):
+            if self.closed or self.mode == LIVE:
+                server.wakeable = True  # type: ignore[attr-defined]
+                feed.server = server  # type: ignore[assignment]
+            feed.barriers = isinstance(server, IterationServer)
+        if self.mode == SCRAPE:
+            self._at(0.0, self._scrape)
+        if not self.lazy:
+            self._schedule_wake()
+
+    def _at(self, t: float, callback: object) -> None:
+        event = self.env.event()
+        event.callbacks.append(callback)  # type: ignore[arg-type]
+        event._ok = True
+        event._value = None
+        self.env.schedule(event, URGENT, max(t - self.env.now, 0.0))
+
+    def _scrape(self, _event: object) -> None:
+        now = self.env.now
+        self.router.snapshots = [self.snapshot(i) for i in range(len(self.feeds))]
+        assert self.scrape_s is not None
+        self.valid_until = now + self.scrape_s
+        if self.frontier() < INF or self.closed and self.router_inflight():
+            self._at(self.valid_until, self._scrape)
+
+    def router_inflight(self) -> bool:
+        return any(self.router.inflight)
+
+    def _schedule_wake(self) -> None:
+        t = self.frontier()
+        if t < self._wake_at:
+            self._wake_at = t
+            self._generation += 1
+            generation = self._generation
+            self._at(t, lambda _e: self._wake(generation))
+
+    def _wake(self, generation: int) -> None:
+        if generation != self._generation:
+            return  # superseded by an earlier wake
+        self._wake_at = INF
+        now = self.env.now
+        if self.closed:
+            client = self.client
+            while client.next_arrival_s() <= now:
+                self._pull()
+        while self.pending and self.pending[0][0] <= now:
+            self._route_one()
+        self._schedule_wake()
+
+    # decisions ---------------------------------------------------------------------------------
+    def _pull(self) -> None:
+        """Take the next arrivals from the client through the router station."""
+        client = self.client
+        t = client.next_arrival_s()
+        for request in client.pop_arrivals(t):
+            d = self.station.depart(request, t)
+            if d < 0:
+                self._refuse(request, t)
+                continue
+            self.seq += 1
+            heapq.heappush(self.pending, (d, self.seq, request))
+
+    def _refuse(self, request: Request, t: float) -> None:
+        self.recorder.arrive(request)
+        self.recorder.finish(request, t, Status.REJECTED)
+        self.client.on_done(request, t)
+
+    def frontier(self) -> float:
+        """Time of the next decision (inf when no request is left to route)."""
+        pending, client = self.pending, self.client
+        if self.closed:
+            top = pending[0][0] if pending else INF
+            return min(top, client.next_arrival_s() + self.min_service)
+        while True:
+            lower = client.next_arrival_s() + self.min_service
+            if lower == INF or (pending and pending[0][0] <= lower):
+                return pending[0][0] if pending else INF
+            self._pull()
+
+    def _route_one(self) -> None:
+        d, seq, request = heapq.heappop(self.pending)
+        router = self.router
+        i = router.choose(request, d)
+        router.routed(request, i, d)
+        self.replica_of[request.id] = i
+        self.routed[i] += 1
+        feed = self.feeds[i]
+        heapq.heappush(feed.heap, (d, seq, request))
+        if feed.server is not None:
+            feed.server.kick()
+
+    def next_for(self, feed: ReplicaFeed) -> float:
+        """The feed's next arrival, or the next decision it must stop at."""
+        heap = feed.heap
+        while True:
+            top = heap[0][0] if heap else INF
+            f = self.frontier()
+            if top <= f:
+                return top
+            if not self.lazy and (not feed.barriers or not self.router.inflight[feed.index]):
+                return top  # idle: nothing to bring up to date; a routed request kicks it
+            if not self.lazy or f >= self.valid_until:
+                return f
+            self._route_one()
+
+    def route_until(self, now: float) -> None:
+        """Take every decision due by ``now`` that may be taken now: ahead of the clock for lazy
+        routers; otherwise those due no later than every other process's next event (whose
+        states are then the states at the decision), asked by a replica that reached ``now``."""
+        if self.lazy:
+            while (f := self.frontier()) <= now and f < self.valid_until:
+                self._route_one()
+            return
+        limit = min(now, self.env.peek())
+        client, pending = self.client, self.pending
+        while (f := self.frontier()) <= limit and f < self.valid_until:
+            if self.closed:
+                while client.next_arrival_s() <= f:
+                    self._pull()
+            while pending and pending[0][0] <= f:
+                self._route_one()
+
+    def done(self, index: int, request: Request, now: float) -> None:
+        """A replica finished (or refused) a request: the router's counters, then the client."""
+        self.router.done(request, index, now)
+        self.client.on_done(request, now)
+        if self.closed:
+            self._schedule_wake()
+
+    # what a scrape returns ---------------------------------------------------------------------
+    def snapshot(self, i: int) -> Snapshot:
+        """Replica ``i``'s metrics now (vLLM's num_requests_waiting/running, KV usage)."""
+        server = self.servers[i]
+        if isinstance(server, IterationServer):
+            sched = server.scheduler
+            running = sched.decode.num_seqs
+            if isinstance(sched, PagedScheduler):
+                pool = sched.pool
+                running = len(sched.running)
+                kv = 1.0 - pool.num_free / pool.num_blocks
+            elif isinstance(sched, SlotScheduler):
+                busy = sched.policy.num_slots - len(sched.free_slots)
+                running, kv = busy, busy / sched.policy.num_slots
+            else:
+                kv = 0.0
+            return Snapshot(sched.num_waiting, running, kv)
+        assert isinstance(server, RequestLevelServer)
+        inside = self.router.inflight[i]
+        running = min(inside, server.num_slots)
+        return Snapshot(inside - running, running, running / server.num_slots)

@@ -1,0 +1,156 @@
+"""Fleets tied to the single server and to queueing theory (issue 18, FLEETS.md §5, §9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sim.requests import Status
+from sim.scenario import ScenarioError
+from sim.simulation import run_server
+from sim.theory import erlang_c, supermarket_sojourn
+from tests.core_cases import COLUMNS
+from tests.helpers import tiny_scenario
+
+EXP = {"kind": "sampled", "distribution": {"kind": "exponential", "mean_s": 1.0}}
+
+
+def _same_records(a: Any, b: Any) -> None:
+    for name in COLUMNS:
+        np.testing.assert_array_equal(getattr(a.recorder, name), getattr(b.recorder, name), err_msg=name)
+    for x, y in zip(a.recorder.itl_columns(), b.recorder.itl_columns(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert (a.recorder.now, a.recorder.busy_s, a.recorder.num_passes) == (
+        b.recorder.now, b.recorder.busy_s, b.recorder.num_passes)
+
+
+CASES = [
+    ({"kind": "paged_batching", "num_kv_blocks": 40, "block_size": 4, "max_num_seqs": 6,
+      "max_num_batched_tokens": 64}, {"kind": "poisson", "rate_per_s": 8.0}, None),
+    ({"kind": "paged_batching", "num_kv_blocks": 400, "max_num_seqs": 32, "enable_prefix_caching": True},
+     {"kind": "closed_loop", "users": 12, "turns": 3}, 6.0),
+    ({"kind": "serial_decode", "parallel": 3, "ctx_size": 600, "batch_size": 48},
+     {"kind": "poisson", "rate_per_s": 4.0}, 8.0),
+    ({"kind": "single_queue", "num_parallel": 2, "num_ctx": 120, "num_batch": 32, "max_queue": 3},
+     {"kind": "poisson", "rate_per_s": 6.0}, 10.0),
+    ({"kind": "single_queue", "num_parallel": 2, "cost": EXP}, {"kind": "poisson", "rate_per_s": 1.5}, None),
+]
+
+
+@pytest.mark.parametrize("router", ["round_robin", "least_outstanding", "llm_d", "kv_cost"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_one_replica_fleet_is_the_server_bit_for_bit(case: int, router: str) -> None:
+    server, arrival, timeout = CASES[case]
+    common = {"arrival": arrival, "prompt": {"kind": "uniform", "low": 8, "high": 90},
+                  "output": {"kind": "uniform", "low": 2, "high": 40}, "num_requests": 200, "step_s": None, "timeout_s": timeout}
+    alone = run_server(tiny_scenario(server, **common))
+    fleet = run_server(tiny_scenario({**server, "replicas": 1, "router": {"kind": router}}, **common))
+    _same_records(alone, fleet)
+    assert fleet.notes["replica_rows"][0]["routed"] == alone.recorder.num_arrived
+
+
+def _mm1_fleet(router: dict[str, Any], n: int, rho: float, requests: int, seed: int = 0) -> Any:
+    return run_server(tiny_scenario(
+        {"kind": "single_queue", "num_parallel": 1, "cost": EXP, "replicas": n, "router": router},
+        arrival={"kind": "poisson", "rate_per_s": rho * n}, num_requests=requests, step_s=None,
+        warmup=requests // 5, seed=seed))
+
+
+def _sojourn(result: Any) -> float:
+    return result.metrics["mean_e2el_ms"] / 1e3
+
+
+def test_random_splitting_gives_independent_mm1_queues() -> None:
+    """Poisson splitting: random routing over N replicas = N M/M/1 queues at λ/N, each
+    T = 1/(1-ρ); the replicas share the load evenly (binomial counts)."""
+    n, rho, requests = 4, 0.6, 12000
+    means = [_sojourn(_mm1_fleet({"kind": "random"}, n, rho, requests, seed)) for seed in range(3)]
+    assert abs(np.mean(means) - 1 / (1 - rho)) <= 0.08 / (1 - rho)
+    rows = _mm1_fleet({"kind": "random"}, n, rho, requests).notes["replica_rows"]
+    routed = np.array([r["routed"] for r in rows])
+    assert np.all(np.abs(routed - requests / n) <= 4 * np.sqrt(requests * (1 / n) * (1 - 1 / n)))
+
+
+SUPERMARKET_TOLERANCE = 0.06
+"""Relative tolerance of the n = 200 supermarket runs against the n -> inf table (finite-n bias
+of a few percent at λ = 0.9 plus the noise of the run)."""
+
+
+@pytest.mark.parametrize(("lam", "router", "d"), [(0.5, "random", 1), (0.5, "power_of_two", 2)])
+def test_supermarket_model_small_load(lam: float, router: str, d: int) -> None:
+    """FLEETS.md §5: T_1(0.5) = 2.000, T_2(0.5) = 1.266, n = 200 single-slot exponential servers."""
+    got = _sojourn(_mm1_fleet({"kind": router}, 200, lam, 30000))
+    assert abs(got - supermarket_sojourn(lam, d)) <= SUPERMARKET_TOLERANCE * supermarket_sojourn(lam, d)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("lam", "router", "d"), [(0.9, "random", 1), (0.9, "power_of_two", 2)])
+def test_supermarket_model_high_load(lam: float, router: str, d: int) -> None:
+    """FLEETS.md §5: T_1(0.9) = 10.00, T_2(0.9) = 2.614."""
+    got = _sojourn(_mm1_fleet({"kind": router}, 200, lam, 200000))
+    assert abs(got - supermarket_sojourn(lam, d)) <= SUPERMARKET_TOLERANCE * supermarket_sojourn(lam, d)
+
+
+def test_supermarket_table_values() -> None:
+    table = {(0.5, 2): 1.266, (0.9, 2): 2.614, (0.99, 2): 5.432, (0.5, 3): 1.125, (0.95, 3): 2.535, (0.8, 1): 5.0}
+    for (lam, d), value in table.items():
+        assert supermarket_sojourn(lam, d) == pytest.approx(value, abs=6e-4)
+
+
+def test_dispatch_ordering_mmn_jsq_p2c_random() -> None:
+    """E[T]: M/M/N <= JSQ <= power-of-two <= random = 1/(1-ρ) (Winston 1977), on common
+    random numbers; M/M/N from Erlang C."""
+    n, rho, requests = 8, 0.9, 20000
+    mmn = erlang_c(n, rho * n) / (n - rho * n) + 1.0
+    jsq = _sojourn(_mm1_fleet({"kind": "least_outstanding"}, n, rho, requests))
+    p2c = _sojourn(_mm1_fleet({"kind": "power_of_two"}, n, rho, requests))
+    rnd = _sojourn(_mm1_fleet({"kind": "random"}, n, rho, requests))
+    assert mmn == pytest.approx(1.877, abs=1e-3)
+    assert mmn * 0.97 <= jsq < p2c < rnd
+    assert rnd == pytest.approx(1 / (1 - rho), rel=0.2)
+
+
+def test_stale_snapshots_herd() -> None:
+    """Mitzenmacher 2000: join-the-shortest on a bulletin refreshed every T herds; with an old
+    bulletin it loses to two random choices on the same bulletin, with a fresh one it wins."""
+    n, rho, requests = 8, 0.8, 12000
+
+    def t(kind: str, interval: float) -> float:
+        return _sojourn(_mm1_fleet({"kind": kind, "interval_s": interval}, n, rho, requests))
+
+    fresh, old = t("least_loaded", 0.1), t("least_loaded", 8.0)
+    assert fresh < t("power_of_two", 0.1)
+    assert old > t("power_of_two", 8.0)
+    assert fresh < t("least_loaded", 2.0) < old
+
+
+def test_conservation_and_totals_fleet_wide() -> None:
+    server = {"kind": "paged_batching", "num_kv_blocks": 300, "max_num_seqs": 16, "replicas": 3,
+              "router": {"kind": "llm_d", "concurrency": 1, "service_s": 0.02, "max_queue": 2}}
+    result = run_server(tiny_scenario(server, arrival={"kind": "poisson", "rate_per_s": 60.0}, prompt=64,
+                                      output=16, num_requests=800, step_s=None, timeout_s=5.0))
+    rec, rows = result.recorder, result.notes["replica_rows"]
+    statuses = np.bincount(rec.status, minlength=5)
+    assert statuses[Status.IN_FLIGHT] == 0 and statuses.sum() == rec.num_arrived == 800
+    assert sum(r["routed"] for r in rows) + result.notes["router_rejected"] == 800
+    assert sum(r["completed"] for r in rows) == statuses[Status.COMPLETED]
+    assert result.notes["router_rejected"] > 0  # the router station overflowed its queue bound
+    assert statuses[Status.REJECTED] == result.notes["router_rejected"] + sum(r["rejected"] for r in rows)
+    for r in rows:
+        assert 0 <= r["mean_kv_usage"] <= r["p99_kv_usage"] <= 1 and 0 <= r["utilisation"] <= 1
+
+
+@pytest.mark.parametrize("bad", [
+    {"kind": "fleet", "members": []},
+    {"kind": "paged_batching", "router": {"kind": "nearest"}},
+    {"kind": "paged_batching", "replicas": 0},
+    {"kind": "paged_batching", "router": {"kind": "round_robin", "interval_s": 1.0}},
+    {"kind": "paged_batching", "router": {"kind": "llm_d", "queue_weight": 0, "kv_weight": 0, "prefix_weight": 0}},
+    {"kind": "paged_batching", "router": {"kind": "llm_d", "interval_s": -1}},
+])
+def test_bad_fleet_input_is_a_clean_error(bad: dict[str, Any]) -> None:
+    with pytest.raises(ScenarioError) as err:
+        tiny_scenario(bad, step_s=None)
+    assert "servers.0" in str(err.value)
