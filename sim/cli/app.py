@@ -85,6 +85,10 @@ def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+FLEET_NOTES = ("replicas", "router", "router_decisions", "router_rejected", "replica_rows")
+"""Notes of a fleet point written to its bench JSON under the ``servesim`` key."""
+
+
 def _vllm_bench_json(scenario: Scenario, row: dict[str, Any]) -> dict[str, Any]:
     """A result in the layout `vllm bench serve --save-result` writes (aggregate keys)."""
     keep = {k: v for k, v in row.items() if k not in ("sweep", "server", "engine")}
@@ -163,6 +167,7 @@ def _run_points(scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1)
 
 
 def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) -> None:
+    from sim.results.fleet_plots import save_replica_plot
     from sim.results.plots import save_standard_plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -180,11 +185,17 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
             writer.writerow([r["server"], *([r["sweep"][sweep]] if sweep else []), *(r[k] for k in keys[1:])])
     bench = out / "bench"
     bench.mkdir(exist_ok=True)
-    for r in flat:
+    for r, full in zip(flat, rows, strict=True):
         tag = "_".join(f"{k.split('.')[-1]}{v}" for k, v in r["sweep"].items())
         name = f"{r['server']}{'_' + tag if tag else ''}.json".replace("/", "-")
-        (bench / name).write_text(json.dumps(_vllm_bench_json(scenario, r), indent=2, default=float) + "\n")
+        doc = _vllm_bench_json(scenario, r)
+        fleet = {k: v for k, v in full.get("notes", {}).items() if k in FLEET_NOTES}
+        if fleet:
+            doc["servesim"] = fleet
+        (bench / name).write_text(json.dumps(doc, indent=2, default=float) + "\n")
     save_standard_plots(flat, sweep, out, scenario.name, scenario.workload.timeout_s)
+    save_replica_plot([(f"{r['server']} {r['sweep'] or ''}".strip(), r.get("notes", {}).get("replica_rows", []))
+                       for r in rows], out, scenario.name)
 
 
 @app.command("run")
