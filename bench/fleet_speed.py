@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from speed import calibrate, scenario_data  # noqa: E402
+from speed import calibrate, scenario_data
 
 ARCH = "paged_batching"
 

@@ -116,13 +116,16 @@ def _run_fleet(
     w = scenario.workload
     try:
         fleet = simulate_fleet(resolved.members, resolved.router, workload, num_requests=w.num_requests,
-                               duration_s=w.duration_s if w.duration_s else INF, seed=scenario.seed, fast=fast)
+                               duration_s=w.duration_s if w.duration_s else INF, seed=scenario.seed, fast=fast,
+                               prefill=resolved.prefill, kv_transfer=resolved.kv_transfer,
+                               kv_bytes_per_token=resolved.kv_bytes_per_token)
     except ValueError as err:
         raise ScenarioError(f"fleet {resolved.label!r}: {err}") from None
     warmup = _warmup(scenario, fleet.recorder.num_arrived)
     metrics = summarize(fleet.recorder, warmup, scenario.slo.model_dump() if scenario.slo else None)
     notes = {**resolved.notes, "router_decisions": fleet.decisions, "router_rejected": fleet.router_rejected,
-             "sample_s": fleet.sample_s, "replica_rows": replica_rows(fleet, warmup)}
+             "attempts": fleet.attempts, "retries": fleet.attempts - fleet.recorder.num_arrived, "shed_429": fleet.shed,
+             "sample_s": fleet.sample_s, "replica_rows": replica_rows(fleet, warmup), **fleet.pd}
     result = PointResult(resolved.label, resolved.engine, sweep or {}, metrics, fleet.recorder, notes)
     result.fleet = fleet  # type: ignore[attr-defined]
     return result

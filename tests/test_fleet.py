@@ -154,3 +154,101 @@ def test_bad_fleet_input_is_a_clean_error(bad: dict[str, Any]) -> None:
     with pytest.raises(ScenarioError) as err:
         tiny_scenario(bad, step_s=None)
     assert "servers.0" in str(err.value)
+
+
+def _overloaded(server: dict[str, Any], **extra: Any) -> Any:
+    return run_server(tiny_scenario(server, arrival={"kind": "poisson", "rate_per_s": 80.0}, prompt=64, output=64,
+                                    num_requests=600, step_s=None, **extra))
+
+
+def test_vllm_rejects_only_with_max_num_queued_reqs() -> None:
+    """vLLM never rejects by default; with --max-num-queued-reqs it answers 503 past that many
+    requests in flight (waiting + running), and never holds more."""
+    base = {"engine": "vllm", "num_gpu_blocks_override": 400, "max_num_seqs": 8, "max_model_len": 4096,
+            "cost": {"kind": "constant", "step_s": 0.02}}
+    assert _overloaded(base).metrics["rejected"] == 0
+    capped = _overloaded({**base, "max_num_queued_reqs": 12})
+    rec = capped.recorder
+    assert capped.metrics["rejected"] > 0
+    done = rec.status == Status.COMPLETED
+    events = sorted([(t, 1) for t in rec.arrival_s[done]] + [(t, -1) for t in rec.finish_s[done]], key=lambda e: (e[0], e[1]))
+    # admitted at the pass boundary after arrival: by arrival time, at most the arrivals of one
+    # pass (0.02 s) more than the cap are inside
+    arrivals = np.sort(rec.arrival_s)
+    one_pass = int(np.max(np.searchsorted(arrivals, arrivals + 0.02) - np.arange(arrivals.size)))
+    assert 12 <= max(np.cumsum([e[1] for e in events])) <= 12 + one_pass
+
+
+def test_retries_are_attempts_not_requests() -> None:
+    """A refused request retried by its client is the same request: arrivals stay the number
+    of requests, attempts grow, and retries turn refusals into completions."""
+    server = {"engine": "vllm", "num_gpu_blocks_override": 400, "max_num_seqs": 8, "max_model_len": 4096,
+              "cost": {"kind": "constant", "step_s": 0.02}, "max_num_queued_reqs": 12, "replicas": 2}
+    plain = _overloaded({**server, "router": {"kind": "round_robin"}})
+    retried = _overloaded({**server, "router": {"kind": "round_robin", "retries": 2, "retry_backoff_s": 0.2}})
+    assert plain.recorder.num_arrived == retried.recorder.num_arrived == 600
+    assert retried.notes["attempts"] == 600 + retried.notes["retries"] and retried.notes["retries"] > 0
+    assert retried.metrics["rejected"] < plain.metrics["rejected"]
+    assert np.count_nonzero(retried.recorder.status == Status.IN_FLIGHT) == 0
+
+
+def test_llm_d_sheds_only_sheddable_requests_when_saturated() -> None:
+    server = {"engine": "vllm", "num_gpu_blocks_override": 400, "max_num_seqs": 8, "max_model_len": 4096,
+              "cost": {"kind": "constant", "step_s": 0.02}, "replicas": 2}
+    default = _overloaded({**server, "router": {"kind": "llm_d"}})
+    shedding = _overloaded({**server, "router": {"kind": "llm_d", "sheddable_fraction": 0.5}})
+    assert default.metrics["rejected"] == 0 and default.notes["shed_429"] == 0  # priority 0: never shed
+    assert 0 < shedding.notes["shed_429"] == shedding.metrics["rejected"]
+    ids = np.flatnonzero(shedding.recorder.status == Status.REJECTED)
+    assert np.all((ids * 0.6180339887498949) % 1.0 < 0.5)  # only the sheddable ones
+
+
+def _pd(prompt: int, **kv: Any) -> Any:
+    pool = {"engine": "vllm", "max_model_len": 16384, "cost": {"kind": "constant", "step_s": 0.1}}
+    fleet = {"kind": "fleet", "prefill": {**pool, "replicas": 1}, "decode": {**pool, "replicas": 2},
+             "kv_transfer": kv}
+    return run_server(tiny_scenario(fleet, prompt=prompt, output=5, num_requests=1, step_s=None))
+
+
+def test_kv_transfer_size_follows_the_model_layout() -> None:
+    """bytes = layers x 2 x kv_heads x head_dim x dtype bytes x tokens: Llama-3.1-8B 128 KiB a
+    token in bf16; Llama-3.1-70B 320 KiB, so 128k tokens = 40 GiB (FLEETS.md §6)."""
+    from sim.catalog import get_model
+
+    result = _pd(1000)
+    assert result.notes["kv_bytes_per_token"] == 128 * 1024
+    assert result.notes["kv_transferred_gb"] == pytest.approx(1000 * 128 * 1024 / 1e9)
+    big = get_model("llama-3.1-70b")
+    assert big.kv_bytes_per_token(2) * 128 * 1024 == 40 * 2**30
+
+
+def test_pd_ttft_is_prefill_plus_transfer_plus_one_decode_step() -> None:
+    """NixlConnector pull: TTFT = P's prefill pass + two proxy hops + setup + bytes/bandwidth +
+    D's one-token recompute pass; push drops the hops; prompts under the selective threshold
+    are prefilled on D alone."""
+    kv = 1000 * 128 * 1024
+    pull = _pd(1000, bandwidth_gb_s=10.0, setup_s=0.002, hop_s=0.001)
+    assert pull.metrics["mean_ttft_ms"] == pytest.approx((0.1 + 0.002 + 0.002 + kv / 10e9 + 0.1) * 1e3)
+    push = _pd(1000, connector="p2p_push", bandwidth_gb_s=10.0, setup_s=0.002, hop_s=0.001)
+    assert push.metrics["mean_ttft_ms"] == pytest.approx((0.1 + 0.002 + kv / 10e9 + 0.1) * 1e3)
+    local = _pd(1000, threshold_tokens=1000)
+    assert local.metrics["mean_ttft_ms"] == pytest.approx(100.0) and local.notes["local_prefills"] == 1
+
+
+def test_pd_pools_must_move_kv() -> None:
+    for bad in ({"kind": "fleet", "prefill": {"engine": "ollama"}, "decode": {"engine": "vllm"}},
+                {"kind": "fleet", "prefill": {"engine": "vllm"}},
+                {"kind": "fleet", "prefill": {"engine": "vllm", "kv_cache_dtype": "fp8"}, "decode": {"engine": "vllm"}}):
+        with pytest.raises(ScenarioError, match="servers.0"):
+            tiny_scenario(bad, step_s=None)
+
+
+def test_heterogeneous_members_behind_one_router() -> None:
+    fleet = {"kind": "fleet", "name": "mixed", "router": {"kind": "least_outstanding"}, "members": [
+        {"kind": "paged_batching", "num_kv_blocks": 300, "max_num_seqs": 16, "replicas": 2},
+        {"kind": "serial_decode", "name": "llama", "parallel": 2, "ctx_size": 2000}]}
+    result = run_server(tiny_scenario(fleet, arrival={"kind": "poisson", "rate_per_s": 20.0}, prompt=64, output=16,
+                                      num_requests=300, step_s=None))
+    rows = result.notes["replica_rows"]
+    assert [r["server"] for r in rows] == ["paged_batching", "paged_batching", "llama"]
+    assert result.server == "mixed" and sum(r["routed"] for r in rows) == 300 == result.metrics["completed"] + 0 * 1

@@ -85,7 +85,9 @@ def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-FLEET_NOTES = ("replicas", "router", "router_decisions", "router_rejected", "replica_rows")
+FLEET_NOTES = ("replicas", "router", "router_decisions", "router_rejected", "attempts", "retries", "shed_429",
+               "replica_rows", "prefill_routed", "prefill_busy_s", "decode_busy_s", "local_prefills",
+               "prefill_fallbacks", "kv_transferred_gb", "connector")
 """Notes of a fleet point written to its bench JSON under the ``servesim`` key."""
 
 
@@ -239,7 +241,7 @@ def check_cmd(files: Annotated[list[Path], typer.Argument(help="Scenario files o
         raise typer.Exit(2)
 
 
-from sim.cli.calibrate import register as _register_calibration  # noqa: E402
+from sim.cli.calibrate import register as _register_calibration
 
 _register_calibration(app)
 

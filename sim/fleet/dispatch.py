@@ -34,7 +34,7 @@ from simpy.core import URGENT
 
 from sim.fleet.routers import FREE, LIVE, SCRAPE, Router, Snapshot
 from sim.recorder import Recorder
-from sim.requests import Request, Status
+from sim.requests import Phase, Request, Status
 from sim.scenario import RouterSpec
 from sim.servers.base import Client, IterationServer
 from sim.servers.paged import PagedScheduler
@@ -121,7 +121,14 @@ class Fleet:
         self.station = Station(spec)
         self.min_service = spec.service_s
         self.recorder = recorder
-        self.closed = closed_loop
+        self.closed = closed_loop or spec.retries > 0  # arrivals depend on outcomes
+        self.retries, self.backoff = spec.retries, spec.retry_backoff_s
+        self.retry_heap: list[tuple[float, int, Request]] = []
+        self.attempts: dict[int, int] = {}
+        self.num_attempts = 0
+        self.shed = 0
+        self.shed_fraction = spec.sheddable_fraction
+        self.shed_salt = spec.kind
         self.mode = router.mode if n > 1 else FREE  # one replica: nothing to read
         self.scrape_s = spec.scrape_s if self.mode == SCRAPE else None
         self.feeds = [ReplicaFeed(self, i) for i in range(n)]
@@ -181,19 +188,31 @@ class Fleet:
         self._wake_at = INF
         now = self.env.now
         if self.closed:
-            client = self.client
-            while client.next_arrival_s() <= now:
+            while self._next_arrival() <= now:
                 self._pull()
         while self.pending and self.pending[0][0] <= now:
             self._route_one()
         self._schedule_wake()
 
     # decisions ---------------------------------------------------------------------------------
+    def _next_arrival(self) -> float:
+        retry = self.retry_heap[0][0] if self.retry_heap else INF
+        t = self.client.next_arrival_s()
+        return min(t, retry)
+
     def _pull(self) -> None:
-        """Take the next arrivals from the client through the router station."""
-        client = self.client
+        """Take the next arrivals (or retries) from the client through the router station."""
+        client, retries = self.client, self.retry_heap
         t = client.next_arrival_s()
-        for request in client.pop_arrivals(t):
+        if retries and retries[0][0] < t:
+            t = retries[0][0]
+            batch = []
+            while retries and retries[0][0] <= t:
+                batch.append(heapq.heappop(retries)[2])
+        else:
+            batch = client.pop_arrivals(t)
+        self.num_attempts += len(batch)
+        for request in batch:
             d = self.station.depart(request, t)
             if d < 0:
                 self._refuse(request, t)
@@ -204,14 +223,37 @@ class Fleet:
     def _refuse(self, request: Request, t: float) -> None:
         self.recorder.arrive(request)
         self.recorder.finish(request, t, Status.REJECTED)
-        self.client.on_done(request, t)
+        if not self._retry(request, t):
+            self.client.on_done(request, t)
+
+    def _retry(self, request: Request, t: float) -> bool:
+        """Send a refused request again after the back-off, if the client has retries left
+        (the attempt is not a new request: its arrival is not counted again)."""
+        k = self.attempts.get(request.id, 0)
+        if k >= self.retries:
+            return False
+        self.attempts[request.id] = k + 1
+        self.recorder.num_arrived -= 1
+        request.phase = Phase.QUEUED
+        self.seq += 1
+        heapq.heappush(self.retry_heap, (t + self.backoff * 2**k, self.seq, request))
+        self._schedule_wake()
+        return True
+
+    def _sheds(self, request: Request) -> bool:
+        """llm-d's legacy admission: a sheddable request meets a saturated pool -> 429."""
+        if not self.shed_fraction or (request.id * 0.6180339887498949) % 1.0 >= self.shed_fraction:
+            return False
+        snaps = self.router.snapshots
+        saturation = sum(max(s.waiting / 5, s.kv_usage / 0.8) for s in snaps) / len(snaps)
+        return saturation >= 1.0
 
     def frontier(self) -> float:
         """Time of the next decision (inf when no request is left to route)."""
         pending, client = self.pending, self.client
         if self.closed:
             top = pending[0][0] if pending else INF
-            return min(top, client.next_arrival_s() + self.min_service)
+            return min(top, self._next_arrival() + self.min_service)
         while True:
             lower = client.next_arrival_s() + self.min_service
             if lower == INF or (pending and pending[0][0] <= lower):
@@ -221,6 +263,11 @@ class Fleet:
     def _route_one(self) -> None:
         d, seq, request = heapq.heappop(self.pending)
         router = self.router
+        if self.shed_fraction and self._sheds(request):
+            self.shed += 1
+            router.count("shed_429")
+            self._refuse(request, d)
+            return
         i = router.choose(request, d)
         router.routed(request, i, d)
         self.replica_of[request.id] = i
@@ -253,10 +300,10 @@ class Fleet:
                 self._route_one()
             return
         limit = min(now, self.env.peek())
-        client, pending = self.client, self.pending
+        pending = self.pending
         while (f := self.frontier()) <= limit and f < self.valid_until:
             if self.closed:
-                while client.next_arrival_s() <= f:
+                while self._next_arrival() <= f:
                     self._pull()
             while pending and pending[0][0] <= f:
                 self._route_one()
@@ -264,6 +311,8 @@ class Fleet:
     def done(self, index: int, request: Request, now: float) -> None:
         """A replica finished (or refused) a request: the router's counters, then the client."""
         self.router.done(request, index, now)
+        if self.retries and self.recorder.status[request.id] == Status.REJECTED and self._retry(request, now):
+            return
         self.client.on_done(request, now)
         if self.closed:
             self._schedule_wake()

@@ -12,10 +12,11 @@ import simpy
 from sim.engines import ResolvedServer
 from sim.fleet.build import build_server
 from sim.fleet.dispatch import Fleet
+from sim.fleet.pd import PdFleet
 from sim.fleet.routers import make_router
 from sim.recorder import Recorder
 from sim.requests import Status
-from sim.scenario import RouterSpec
+from sim.scenario import KvTransferSpec, RouterSpec
 from sim.workload import Workload, make_client
 
 __all__ = ["FleetRun", "replica_rows", "simulate_fleet"]
@@ -36,41 +37,63 @@ class FleetRun:
     routed: list[int]
     decisions: dict[str, int]
     router_rejected: int
+    attempts: int
+    """Submissions through the router, retries included."""
+    shed: int
+    """Requests llm-d refused with 429 (sheddable, pool saturated), retried ones counted each time."""
     sample_s: float
     waiting: np.ndarray = field(repr=False)
     running: np.ndarray = field(repr=False)
     kv_usage: np.ndarray = field(repr=False)
+    pd: dict[str, Any] = field(default_factory=dict)
+    """Disaggregated P/D: prefill routing, pool busy times, local prefills, KV moved."""
 
 
 def simulate_fleet(
     members: list[ResolvedServer], router_spec: RouterSpec, workload: Workload, *, num_requests: int | None,
-    duration_s: float, seed: int, fast: bool = True,
+    duration_s: float, seed: int, fast: bool = True, prefill: list[ResolvedServer] | None = None,
+    kv_transfer: KvTransferSpec | None = None, kv_bytes_per_token: float = 0.0,
 ) -> FleetRun:
-    """Replay ``workload`` through the replicas ``members`` behind ``router_spec``."""
+    """Replay ``workload`` through the replicas ``members`` behind ``router_spec`` (with
+    ``prefill`` replicas: a disaggregated fleet whose members are the decode pool)."""
     env = simpy.Environment()
     recorder = Recorder(max(len(workload), 1))
     client = make_client(workload, num_requests, duration_s)
     closed = workload.arrival_s is None
     n = len(members)
     router = make_router(router_spec, n, seed * 1_000_003 + 18)
-    fleet = Fleet(env, client, router, router_spec, n, recorder, closed_loop=closed)
-    step_fast = fast and not (closed and n > 1)  # closed loop: a routed request waits at most one pass
+    fleet = (PdFleet if prefill else Fleet)(env, client, router, router_spec, n, recorder, closed_loop=closed)
+    p_recorder = Recorder(max(len(workload), 1))
+    if prefill:
+        assert isinstance(fleet, PdFleet) and kv_transfer is not None
+        fleet.setup_pd(len(prefill), kv_transfer, kv_bytes_per_token, p_recorder)
+    step_fast = fast and not (fleet.closed and n > 1)  # arrivals that depend on outcomes wait at most a pass
     servers = [build_server(m, len(workload), step_fast, seed) for m in members]
     for server, feed in zip(servers, fleet.feeds, strict=True):
         server.start(env, feed, recorder)
     fleet.start(list(servers))
+    if prefill:
+        assert isinstance(fleet, PdFleet)
+        p_servers = [build_server(m, len(workload), step_fast, seed) for m in prefill]
+        for server, feed in zip(p_servers, fleet.p_feeds, strict=True):
+            server.start(env, feed, p_recorder)
+        fleet.start_prefill(list(p_servers))
     if closed:
         horizon = duration_s if duration_s < INF else 60.0
     else:
         assert workload.arrival_s is not None
         horizon = float(workload.arrival_s[-1]) if len(workload) else 1.0
-    dt = max(horizon / SAMPLES, 1e-6)
+    target = max(100, min(SAMPLES, 200_000 // n))  # a few hundred thousand replica reads at most
+    interval = [max(horizon / target, 1e-3)]
     samples: list[list[tuple[int, int, float]]] = []
 
     def sample() -> Any:
         while True:
-            yield env.timeout(dt)
+            yield env.timeout(interval[0])
             samples.append([(s.waiting, s.running, s.kv_usage) for s in (fleet.snapshot(i) for i in range(n))])
+            if len(samples) >= 2 * target:  # a long drain: keep every other sample, sample half as often
+                del samples[1::2]
+                interval[0] *= 2
             if fleet.frontier() == INF and not any(router.inflight):
                 return
 
@@ -89,8 +112,15 @@ def simulate_fleet(
         if rid < replica.size:
             replica[rid] = i
     arr = np.array(samples, dtype=float).reshape(-1, n, 3) if samples else np.zeros((0, n, 3))
+    pd: dict[str, Any] = {}
+    if isinstance(fleet, PdFleet):
+        p_recorder.trim()
+        pd = {"prefill_routed": fleet.p_routed, "prefill_busy_s": p_recorder.busy_s, "decode_busy_s": recorder.busy_s,
+              "local_prefills": fleet.local_prefills, "prefill_fallbacks": fleet.fallbacks,
+              "kv_transferred_gb": fleet.transferred_bytes / 1e9}
     return FleetRun(recorder, [m.label for m in members], replica, fleet.routed, dict(router.decisions),
-                    fleet.station.rejected, dt, arr[:, :, 0], arr[:, :, 1], arr[:, :, 2])
+                    fleet.station.rejected, fleet.num_attempts, fleet.shed, interval[0], arr[:, :, 0], arr[:, :, 1], arr[:, :, 2],
+                    pd)
 
 
 def _pct(values: np.ndarray, q: float) -> float:

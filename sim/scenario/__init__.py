@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from sim.scenario.base import ScenarioError, Spec
 from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec
-from sim.scenario.fleet import FleetSpec, ServerEntry, is_fleet
+from sim.scenario.fleet import FleetSpec, KvTransferSpec, ServerEntry, is_fleet
 from sim.scenario.io import (
     format_validation_error,
     load_scenario,
@@ -70,6 +70,7 @@ __all__ = [
     "FleetSpec",
     "GammaArrival",
     "HfConfigModel",
+    "KvTransferSpec",
     "LengthSpec",
     "LinearCostSpec",
     "LlamaCppSpec",

@@ -61,6 +61,15 @@ class RouterSpec(Spec):
     """kv_cost: how long the router believes a routed prefix stays cached (--no-kv-events)."""
     qps_window_s: float = Field(gt=0, default=60.0)
     """session: window of the router-local QPS used when a request has no session id."""
+    sheddable_fraction: float = Field(ge=0, le=1, default=0.0)
+    """llm_d: fraction of requests sent with a negative priority (sheddable); those are refused
+    with HTTP 429 while the pool is saturated (mean over replicas of max(waiting/5, kv/0.8) >= 1
+    on the last scrape). Default 0: llm-d sheds nothing at priority 0."""
+    retries: int = Field(ge=0, default=0)
+    """Client retries of a refused request (503/429; the OpenAI SDK makes 2), counted as
+    attempts of the same request, never as new requests."""
+    retry_backoff_s: float = Field(ge=0, default=0.5)
+    """Wait before the first retry; doubled for each further one (exponential back-off)."""
 
     @model_validator(mode="after")
     def _interval_only_where_read(self) -> RouterSpec:
@@ -69,6 +78,8 @@ class RouterSpec(Spec):
                 f"interval_s is a scrape interval; router {self.kind!r} reads no scraped metrics "
                 "(remove it, or use kind: llm_d, least_loaded or power_of_two)"
             )
+        if self.sheddable_fraction and self.kind != "llm_d":
+            raise ValueError("sheddable_fraction is llm-d's 429 shedding; use it with kind: llm_d or remove it")
         if self.kind in ("llm_d",) and self.queue_weight + self.kv_weight + self.prefix_weight == 0:
             raise ValueError("llm_d weights are all 0: give at least one scorer a positive weight (default 2, 2, 3)")
         return self

@@ -189,6 +189,9 @@ class VllmSpec(ServerCommon):
     """Chunked prefill (always on in V1; off by default in V0)."""
     num_gpu_blocks_override: int | None = Field(ge=1, default=None)
     """Use exactly this many KV blocks instead of the memory-derived number."""
+    max_num_queued_reqs: int | None = Field(ge=1, default=None)
+    """--max-num-queued-reqs (vLLM PR #49445, 2026-07): HTTP 503 once this many requests are in
+    flight, waiting + running (default: off, vLLM never rejects)."""
 
 
 class SingleQueueSpec(ServerCommon):
