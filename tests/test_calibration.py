@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from calibration import fit
+import calibration.fit as fit
 from calibration.fit import Point, fit_all, fit_profile, roofline_cost
 from calibration.measurements import VALIDATION_PATHS
 from sim.catalog import get_format, get_hardware, get_model

@@ -429,7 +429,7 @@ def test_request_level_files_point_to_their_reader() -> None:
 
 def _readme_hashes() -> dict[str, str]:
     text = (DATA_DIR / "README.md").read_text()
-    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|.*?\b([0-9a-f]{64})\b", text, flags=re.MULTILINE)
+    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|.*?\b([0-9a-f]{64})\b", text, flags=re.M)
     return dict(rows)
 
 

@@ -92,7 +92,7 @@ def test_shipped_token_stats(path: Path, prompt: tuple, output: tuple) -> None:
 def _readme_sha256() -> dict[str, str]:
     """File name -> sha256, from the table in data/traces/README.md."""
     text = (TRACES / "README.md").read_text(encoding="utf-8")
-    found = re.findall(r"^\|\s*`([^`]+)`\s*\|.*\|\s*`([0-9a-f]{64})`\s*\|\s*$", text, re.MULTILINE)
+    found = re.findall(r"^\|\s*`([^`]+)`\s*\|.*\|\s*`([0-9a-f]{64})`\s*\|\s*$", text, re.M)
     return dict(found)
 
 

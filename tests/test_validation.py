@@ -21,7 +21,7 @@ def _validate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sim", "validate", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def _copy(tmp_path: Path, edit) -> Path:
+def _copy(tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a small callback
     data = yaml.safe_load(CASE.read_text())
     edit(data)
     path = tmp_path / "case.yaml"

@@ -16,13 +16,13 @@ Example:
 
 from __future__ import annotations
 
-from sim.catalog.base import CatalogError, Dtype, Engine, HardwareKind
-from sim.catalog.formats import KV_DTYPE_BYTES, WeightFormat, kv_dtype_bytes
-from sim.catalog.hardware import HardwareSpec
-from sim.catalog.hf_config import model_from_hf_config
-from sim.catalog.models import ModelSpec
-from sim.catalog.resolve import resolve_hardware, resolve_model
-from sim.catalog.tables import (
+from sim.catalog.base import CatalogError, Dtype, Engine, HardwareKind  # noqa: F401
+from sim.catalog.formats import KV_DTYPE_BYTES, WeightFormat, kv_dtype_bytes  # noqa: F401
+from sim.catalog.hardware import HardwareSpec  # noqa: F401
+from sim.catalog.hf_config import model_from_hf_config  # noqa: F401
+from sim.catalog.models import ModelSpec  # noqa: F401
+from sim.catalog.resolve import resolve_hardware, resolve_model  # noqa: F401
+from sim.catalog.tables import (  # noqa: F401
     get_format,
     get_hardware,
     get_model,
@@ -32,12 +32,12 @@ from sim.catalog.tables import (
 )
 
 __all__ = [
-    "KV_DTYPE_BYTES",
-    "CatalogError",
     "Dtype",
+    "CatalogError",
     "Engine",
     "HardwareKind",
     "HardwareSpec",
+    "KV_DTYPE_BYTES",
     "ModelSpec",
     "WeightFormat",
     "get_format",

@@ -90,7 +90,7 @@ def _hf_fields(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return fields
 
 
-def model_from_hf_config(path: str | Path, id: str | None = None) -> ModelSpec:
+def model_from_hf_config(path: str | Path, id: str | None = None) -> ModelSpec:  # noqa: A002
     """Build a :class:`ModelSpec` from a Hugging Face ``config.json``.
 
     Understands the keys of Llama, Qwen2, Mistral, Gemma 2, Phi-3 and OPT configs:

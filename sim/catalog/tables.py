@@ -6,7 +6,7 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from importlib.resources import files
 from types import MappingProxyType
 from typing import Any
@@ -91,7 +91,7 @@ def _build_index(filename: str, entries: tuple[Any, ...], id_field: str) -> Mapp
     return MappingProxyType(index)
 
 
-@cache
+@lru_cache(maxsize=None)
 def _table(kind: str) -> _Table:
     """Read, validate and index one catalog YAML file (cached; the files are read-only)."""
     filename, cls, id_field = _TABLES[kind]
@@ -125,7 +125,7 @@ def _unknown_message(table: _Table, kind: str, name: str) -> str:
     return f"unknown {kind} {name!r}.{hint} Valid ids: {', '.join(ids)}.{extra}"
 
 
-def get_hardware(id: str) -> HardwareSpec:
+def get_hardware(id: str) -> HardwareSpec:  # noqa: A002 - the public API names it ``id``
     """Hardware spec by id or alias (case-insensitive).
 
     Raises:
@@ -139,7 +139,7 @@ def list_hardware() -> list[HardwareSpec]:
     return list(_table("hardware").entries)
 
 
-def get_model(id: str) -> ModelSpec:
+def get_model(id: str) -> ModelSpec:  # noqa: A002 - the public API names it ``id``
     """Model spec by id, alias, Ollama tag or Hugging Face name (case-insensitive).
 
     Raises:
