@@ -94,8 +94,8 @@ def simulate_fleet(
             if len(samples) >= 2 * target:  # a long drain: keep every other sample, sample half as often
                 del samples[1::2]
                 interval[0] *= 2
-            if fleet.frontier() == INF and not any(router.inflight):
-                return
+            if fleet.frontier() == INF and not any(router.inflight) or env.peek() == INF:
+                return  # all served, or nothing left to happen (requests stuck: reported below)
 
     env.process(sample())
     env.run()
