@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 import simpy
 from simpy.core import URGENT
 
-from sim.fleet.routers import FREE, LIVE, SCRAPE, Router, Snapshot
+from sim.fleet.routers import FREE, LIVE, SCRAPE, RandomRouter, RoundRobin, Router, Snapshot
 from sim.recorder import Recorder
 from sim.requests import Phase, Request, Status
 from sim.scenario import RouterSpec
@@ -40,6 +40,7 @@ from sim.servers.base import Client, IterationServer
 from sim.servers.paged import PagedScheduler
 from sim.servers.request_level import RequestLevelServer
 from sim.servers.slots import SlotScheduler
+from sim.workload.clients import OpenLoopClient
 
 __all__ = ["Fleet", "ReplicaFeed", "Station"]
 
@@ -89,13 +90,18 @@ class ReplicaFeed:
     def __init__(self, fleet: Fleet, index: int) -> None:
         self.fleet = fleet
         self.index = index
-        self.heap: list[tuple[float, int, Request]] = []
+        self.heap: list[tuple[float, int, Request | int]] = []
+        """(delivery time, order, request) -- or the request's index when the fleet keeps
+        buffered requests compact (independent replicas run one after the other)."""
         self.server: _Server | None = None
         self.barriers = True
         """Whether the replica must stop at decisions it may not get (a fast-forwarding loop);
         a request-level server serves each request in its own process and needs only kicks."""
 
     def next_arrival_s(self) -> float:
+        heap = self.heap
+        if heap and heap[0][0] <= self.fleet.known_frontier:  # the common case, in one frame
+            return heap[0][0]
         return self.fleet.next_for(self)
 
     def pop_arrivals(self, now: float) -> list[Request]:
@@ -103,7 +109,8 @@ class ReplicaFeed:
         heap = self.heap
         out = []
         while heap and heap[0][0] <= now:
-            out.append(heapq.heappop(heap)[2])
+            request = heapq.heappop(heap)[2]
+            out.append(self.fleet.reissue(request) if isinstance(request, int) else request)
         return out
 
     def on_done(self, request: Request, now: float) -> None:
@@ -132,8 +139,16 @@ class Fleet:
         self.mode = router.mode if n > 1 else FREE  # one replica: nothing to read
         self.scrape_s = spec.scrape_s if self.mode == SCRAPE else None
         self.feeds = [ReplicaFeed(self, i) for i in range(n)]
-        self.pending: list[tuple[float, int, Request]] = []  # through the station, not yet routed
+        self.pending: list[tuple[float, int, Any]] = []  # through the station, not yet routed (a Request, or its index)
         self.seq = 0
+        self.compact = False
+        """Buffer routed requests as indices (set when independent replicas run one by one)."""
+        self.indices_only = False
+        """With ``compact``: requests travel as indices from the client on (see _pull_indices)."""
+        self.content_free = (isinstance(router, RoundRobin | RandomRouter) and not spec.service_s_per_byte
+                             and spec.concurrency is None and not spec.retries)
+        self.known_frontier = -1.0
+        """The next decision's time while it is known not to move (lazy routers), else -1."""
         self.replica_of: dict[int, int] = {}
         self.routed = [0] * n
         self.valid_until = 0.0 if self.mode == SCRAPE else INF
@@ -141,6 +156,13 @@ class Fleet:
         self._wake_at = INF
         self._generation = 0
         self.servers: list[object] = []
+
+    @property
+    def independent(self) -> bool:
+        """Whether the replicas never influence each other: an open-loop workload routed on the
+        router's own counters (decided from the arrivals alone), without P/D or retries. Such
+        replicas can each run on a clock of their own, one after the other."""
+        return self.lazy and self.mode == FREE and len(self.feeds) > 1 and isinstance(self.client, OpenLoopClient)
 
     # the clock ---------------------------------------------------------------------------------
     def start(self, servers: list[object]) -> None:
@@ -200,8 +222,27 @@ class Fleet:
         t = self.client.next_arrival_s()
         return min(t, retry)
 
+    def _pull_indices(self) -> None:
+        """The compact path of :meth:`_pull`: the router and the station need nothing of the
+        request but its arrival, so only its index travels (the request is built on delivery)."""
+        client = self.client
+        assert isinstance(client, OpenLoopClient)
+        times, i = client.times, client.next
+        t = times[i]
+        delay, pending = self.min_service, self.pending
+        while times[i] <= t:
+            self.seq += 1
+            heapq.heappush(pending, (t + delay, self.seq, i))
+            i += 1
+        self.num_attempts += i - client.next
+        client.next = i
+
     def _pull(self) -> None:
         """Take the next arrivals (or retries) from the client through the router station."""
+        self.known_frontier = -1.0
+        if self.indices_only:
+            self._pull_indices()
+            return
         client, retries = self.client, self.retry_heap
         t = client.next_arrival_s()
         if retries and retries[0][0] < t:
@@ -254,13 +295,18 @@ class Fleet:
         if self.closed:
             top = pending[0][0] if pending else INF
             return min(top, self._next_arrival() + self.min_service)
+        if self.known_frontier >= 0:
+            return self.known_frontier
         while True:
             lower = client.next_arrival_s() + self.min_service
             if lower == INF or (pending and pending[0][0] <= lower):
-                return pending[0][0] if pending else INF
+                f = pending[0][0] if pending else INF
+                self.known_frontier = f  # open loop: moves only when this fleet pulls or routes
+                return f
             self._pull()
 
     def _route_one(self) -> None:
+        self.known_frontier = -1.0
         d, seq, request = heapq.heappop(self.pending)
         router = self.router
         if self.shed_fraction and self._sheds(request):
@@ -270,12 +316,20 @@ class Fleet:
             return
         i = router.choose(request, d)
         router.routed(request, i, d)
-        self.replica_of[request.id] = i
+        rid = request if isinstance(request, int) else request.id
+        self.replica_of[rid] = i
         self.routed[i] += 1
         feed = self.feeds[i]
-        heapq.heappush(feed.heap, (d, seq, request))
+        heapq.heappush(feed.heap, (d, seq, rid if self.compact else request))
         if feed.server is not None:
             feed.server.kick()
+
+    def reissue(self, i: int) -> Request:
+        """Request ``i`` again from the open-loop client (a compact buffer keeps only its index;
+        the routers that allow it keep nothing of the request object)."""
+        client = self.client
+        assert isinstance(client, OpenLoopClient)
+        return client.issuer.request(i, client.times[i])
 
     def next_for(self, feed: ReplicaFeed) -> float:
         """The feed's next arrival, or the next decision it must stop at."""

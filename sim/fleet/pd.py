@@ -79,6 +79,7 @@ class PdFleet(Fleet):
             feed.server.kick()
 
     def _route_one(self) -> None:
+        self.known_frontier = -1.0
         d, seq, request = heapq.heappop(self.pending)
         router = self.router
         i = router.choose(request, d)

@@ -69,8 +69,12 @@ def simulate_fleet(
         fleet.setup_pd(len(prefill), kv_transfer, kv_bytes_per_token, p_recorder)
     step_fast = fast and not (fleet.closed and n > 1)  # arrivals that depend on outcomes wait at most a pass
     servers = [build_server(m, len(workload), step_fast, seed) for m in members]
-    for server, feed in zip(servers, fleet.feeds, strict=True):
-        server.start(env, feed, recorder)
+    independent = fleet.independent and not prefill
+    envs = [simpy.Environment() for _ in range(n)] if independent else [env] * n
+    fleet.compact = independent
+    fleet.indices_only = independent and fleet.content_free
+    for server, feed, e in zip(servers, fleet.feeds, envs, strict=True):
+        server.start(e, feed, recorder)
     fleet.start(list(servers))
     if prefill:
         assert isinstance(fleet, PdFleet)
@@ -97,8 +101,29 @@ def simulate_fleet(
             if fleet.frontier() == INF and not any(router.inflight) or env.peek() == INF:
                 return  # all served, or nothing left to happen (requests stuck: reported below)
 
-    env.process(sample())
-    env.run()
+    columns: list[list[tuple[int, int, float]]] = [[] for _ in range(n)]
+
+    def sample_one(i: int, e: simpy.Environment) -> Any:
+        feed, column = fleet.feeds[i], columns[i]
+        while len(column) < 4 * target:  # (a drain past four times the arrivals' span goes unsampled)
+            yield e.timeout(interval[0])
+            snap = fleet.snapshot(i)
+            column.append((snap.waiting, snap.running, snap.kv_usage))
+            if feed.next_arrival_s() == INF and not router.inflight[i] or e.peek() == INF:
+                return
+
+    if independent:  # each replica on its own clock, one after the other: no interleaving cost
+        ends = []
+        for i, e in enumerate(envs):
+            e.process(sample_one(i, e))
+            e.run()
+            ends.append(recorder.now)
+        recorder.now = max(ends)
+        length = max(len(c) for c in columns)
+        samples = [[c[k] if k < len(c) else (0, 0, 0.0) for c in columns] for k in range(length)]
+    else:
+        env.process(sample())
+        env.run()
     recorder.trim()
     stuck = np.flatnonzero(recorder.status == Status.IN_FLIGHT)
     if stuck.size:
