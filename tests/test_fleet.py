@@ -86,10 +86,12 @@ def test_supermarket_model_small_load(lam: float, router: str, d: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("lam", "router", "d"), [(0.9, "random", 1), (0.9, "power_of_two", 2)])
-def test_supermarket_model_high_load(lam: float, router: str, d: int) -> None:
-    """FLEETS.md §5: T_1(0.9) = 10.00, T_2(0.9) = 2.614."""
-    got = _sojourn(_mm1_fleet({"kind": router}, 200, lam, 200000))
+@pytest.mark.parametrize(("lam", "router", "d", "requests"),
+                         [(0.9, "random", 1, 1_000_000), (0.9, "power_of_two", 2, 200_000)])
+def test_supermarket_model_high_load(lam: float, router: str, d: int, requests: int) -> None:
+    """FLEETS.md §5: T_1(0.9) = 10.00, T_2(0.9) = 2.614. Each M/M/1 queue at ρ = 0.9 relaxes
+    slowly, so d = 1 needs some 5000 requests a queue to come within the tolerance."""
+    got = _sojourn(_mm1_fleet({"kind": router}, 200, lam, requests))
     assert abs(got - supermarket_sojourn(lam, d)) <= SUPERMARKET_TOLERANCE * supermarket_sojourn(lam, d)
 
 
