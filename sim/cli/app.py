@@ -32,6 +32,7 @@ TABLE_COLUMNS = [
     ("server", "server", "{}"),
     ("completed", "done", "{}"),
     ("timeouts", "timeouts", "{}"),
+    ("rejected", "rejected", "{}"),
     ("output_throughput", "out tok/s", "{:.1f}"),
     ("request_throughput", "req/s", "{:.2f}"),
     ("median_ttft_ms", "TTFT p50 ms", "{:.0f}"),
@@ -76,11 +77,16 @@ def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
     table = Table(title=f"{scenario.name} ({scenario.model if isinstance(scenario.model, str) else 'model'} on {scenario.hardware})")
     if sweep:
         table.add_column(sweep.split(".")[-1], justify="right")
+    retried = any(row.get("notes", {}).get("retries") for row in rows)  # fleets whose clients retry
     for _, head, _ in TABLE_COLUMNS:
         table.add_column(head, justify="right")
+    if retried:
+        table.add_column("retries", justify="right")
     for row in rows:
         cells = [str(row["sweep"].get(sweep, "")) for _ in [0] if sweep]
         cells += [_fmt(row.get(key), pat) for key, _, pat in TABLE_COLUMNS]
+        if retried:
+            cells.append(str(row.get("notes", {}).get("retries", "-")))
         table.add_row(*cells)
     console.print(table)
 
