@@ -273,3 +273,17 @@ def test_independent_replicas_on_their_own_clocks_give_the_same_records(monkeypa
         np.testing.assert_array_equal(getattr(apart.recorder, name), getattr(together.recorder, name), err_msg=name)
     assert apart.recorder.busy_s == pytest.approx(together.recorder.busy_s, rel=1e-12)
     assert [r["routed"] for r in apart.notes["replica_rows"]] == [r["routed"] for r in together.notes["replica_rows"]]
+
+
+def test_prefill_keeps_the_kv_until_decode_has_pulled_it() -> None:
+    """P's pool holds one 1000-token prompt (63 blocks of 16): over a slow link (0.05 GB/s, 2.6 s
+    for 131 MB) the second prompt can start on P only when the first one's KV has been pulled."""
+    pool = {"kind": "paged_batching", "cost": {"kind": "constant", "step_s": 0.1}}
+    fleet = {"kind": "fleet", "prefill": {**pool, "num_kv_blocks": 64}, "decode": {**pool, "num_kv_blocks": 400},
+             "kv_transfer": {"bandwidth_gb_s": 0.05, "setup_s": 0.0, "hop_s": 0.0}}
+    result = run_server(tiny_scenario(fleet, arrival={"kind": "constant", "rate_per_s": 100.0}, prompt=1000,
+                                      output=3, num_requests=2, step_s=None))
+    xfer = 1000 * 128 * 1024 / 0.05e9
+    ttft = result.recorder.first_token_s - result.recorder.arrival_s
+    assert ttft[0] == pytest.approx(0.1 + xfer + 0.1)
+    assert ttft[1] >= 0.1 + xfer + 0.1 + xfer - 0.01  # waited for the first pull before its own prefill

@@ -10,9 +10,10 @@ recomputes only the last prompt token (``num_computed_tokens = num_tokens - 1``)
 Prompts of at most ``threshold_tokens`` tokens skip P (llm-d's selective P/D), and a request P
 could not serve (refused, timed out) falls back to a local prefill on D (the llm-d sidecar).
 
-Simplifications, said here once: P frees its blocks when it answers rather than when D has
-read them, and D allocates its blocks when the KV has arrived rather than before the pull
-(so neither pool's KV is held during the transfer, milliseconds at the default link).
+P holds the prompt's blocks until the transfer ends (as plain blocks: a prefix-cached copy
+on P is not kept referenced). Simplification, said here once: D allocates its blocks when the
+KV has arrived rather than before the pull (so D's KV is not held during the transfer,
+milliseconds at the default link).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sim.fleet.dispatch import Fleet, ReplicaFeed
 from sim.recorder import Recorder
 from sim.requests import Request, Status
 from sim.scenario import KvTransferSpec
+from sim.servers.paged import PagedScheduler
 
 __all__ = ["PdFleet", "PrefillFeed", "transfer_s"]
 
@@ -66,6 +68,7 @@ class PdFleet(Fleet):
         self.lazy = False
 
     def start_prefill(self, servers: list[object]) -> None:
+        self.p_servers = servers
         for feed, server in zip(self.p_feeds, servers, strict=True):
             server.wakeable = True  # type: ignore[attr-defined]
             feed.server = server  # type: ignore[assignment]
@@ -111,4 +114,23 @@ class PdFleet(Fleet):
         kv = self.kv_per_token * request.prompt_tokens
         self.transferred_bytes += kv
         request.computed = request.prompt_tokens - 1  # D recomputes the last token only
-        self._deliver(i, now + transfer_s(self.kv_spec, kv), request)
+        xfer = transfer_s(self.kv_spec, kv)
+        self._hold_on_prefill(p, request.prompt_tokens, xfer)
+        self._deliver(i, now + xfer, request)
+
+    def _hold_on_prefill(self, p: int, tokens: int, seconds: float) -> None:
+        """P keeps the prompt's KV blocks until D has pulled them: taken back from P's pool the
+        instant P released them, given back when the transfer ends."""
+        server = self.p_servers[p]
+        sched = getattr(server, "scheduler", None)
+        if not isinstance(sched, PagedScheduler):
+            return
+        blocks = -(-tokens // sched.policy.block_size)
+        if not sched.pool.allocate(blocks):
+            return
+
+        def give_back(_event: object) -> None:
+            sched.pool.free(blocks)
+            server.kick()  # type: ignore[attr-defined]
+
+        self.env.timeout(seconds).callbacks.append(give_back)
