@@ -56,8 +56,9 @@ def residual_lines(report: FitReport) -> list[str]:
 def params_table(reports: Sequence[FitReport]) -> list[str]:
     """Markdown table of the fitted parameters (for docs)."""
     lines = [
-        "| profile | points | MAPE | max | bandwidth eff. | GEMM eff. | attention eff. | step overhead ms | seq overhead ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ("| profile | points | MAPE | max | bandwidth eff. | GEMM eff. | attention eff. | step overhead ms "
+         "| seq overhead ms | decode GEMM x by batch |"),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in reports:
         cells = " | ".join(
@@ -65,7 +66,9 @@ def params_table(reports: Sequence[FitReport]) -> list[str]:
             + (" (bound)" if "bound" in r.status[p] else "")
             for p in PARAMS
         )
-        lines.append(f"| `{r.profile_id}` | {r.num_points} | {r.mape:.1%} | {r.max_abs_error:.1%} | {cells} |")
+        table = r.params.get("decode_batch_scale") or {}
+        batch = " ".join(f"{b}:**{v:g}**" for b, v in sorted((int(b), v) for b, v in table.items())) or "-"
+        lines.append(f"| `{r.profile_id}` | {r.num_points} | {r.mape:.1%} | {r.max_abs_error:.1%} | {cells} | {batch} |")
     return lines
 
 

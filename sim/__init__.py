@@ -9,7 +9,8 @@ The public Python API (the import package is ``sim``; the distribution and the c
     >>> results = sim.run(scenario)  # one PointResult per server and sweep value  # doctest: +SKIP
     >>> results[0].metrics["output_throughput"]  # doctest: +SKIP
 
-``sim.plot_metric`` / ``sim.save_standard_plots`` draw results; ``sim.get_model``,
+``sim.plan(sim.load_plan("plan.yaml"))`` finds the cheapest fleet that meets an SLO
+(``sim.plan`` is also the package of the planner); ``sim.plot_metric`` / ``sim.save_standard_plots`` draw results; ``sim.get_model``,
 ``sim.get_hardware`` and ``sim.get_format`` read the catalog. The layers behind these names are
 described in ``docs/architecture.md``.
 
@@ -19,6 +20,9 @@ described in ``docs/architecture.md``.
 
 from sim import _core
 
+__version__ = "0.1.0"
+"""servesim's version (pyproject.toml's); part of every saved point's cache key."""
+
 CORE = _core.select()
 """Which core this process runs (decided before the hot modules are imported)."""
 
@@ -27,6 +31,7 @@ CORE = _core.select()
 from sim.catalog import get_format, get_hardware, get_model
 from sim.costs import ConstantStepCost, DecodeLine, LinearStepCost, RooflineStepCost, StepCost
 from sim.metrics import summarize
+from sim.plan import PlanResult, PlanSpec, load_plan, plan
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, with_override
 from sim.shapes import BatchShape
 from sim.simulation import PointResult, run, run_server, scenario_workload
@@ -38,6 +43,8 @@ __all__ = [
     "ConstantStepCost",
     "DecodeLine",
     "LinearStepCost",
+    "PlanResult",
+    "PlanSpec",
     "PointResult",
     "RooflineStepCost",
     "Scenario",
@@ -48,8 +55,10 @@ __all__ = [
     "get_format",
     "get_hardware",
     "get_model",
+    "load_plan",
     "load_scenario",
     "parse_scenario",
+    "plan",
     "plot_metric",
     "run",
     "run_server",

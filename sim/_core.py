@@ -38,6 +38,7 @@ COMPILED = (
     "sim.servers.paged",
     "sim.servers.slots",
     "sim.servers.request_level",
+    "sim.servers.speculative",
 )
 """The hot modules mypyc compiles (plain Python source either way)."""
 

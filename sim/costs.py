@@ -144,7 +144,8 @@ class ConstantStepCost:
 
 @dataclass(frozen=True)
 class LinearStepCost:
-    """t = overhead + per prompt token + per decoding sequence + per attended context token."""
+    """t = overhead + per prompt (or verified draft) token + per decoding sequence + per attended
+    context token."""
 
     overhead_s: float = 0.0
     prefill_s_per_token: float = 0.0
@@ -154,7 +155,7 @@ class LinearStepCost:
     def step_time(self, shape: BatchShape) -> float:
         return (
             self.overhead_s
-            + self.prefill_s_per_token * shape.num_prefill_tokens
+            + self.prefill_s_per_token * (shape.num_prefill_tokens + shape.num_spec_tokens)
             + self.decode_s_per_seq * shape.num_decode_seqs
             + self.attention_s_per_context_token * shape.num_context_tokens
         )
@@ -209,17 +210,32 @@ class RooflineStepCost:
     per_kernel: bool = True
     """GEMMs and attention priced by separate rooflines and summed (GPUs); False: one roofline
     over the whole pass (CPUs)."""
+    decode_scale: tuple[float, ...] = ()
+    """Small-batch GEMM kernels (llama.cpp's matrix-vector and small-tile paths): a pass with no
+    prompt tokens and ``n`` tokens has its GEMM times multiplied by ``decode_scale[n - 1]`` (the
+    last entry beyond the table; none when empty). Fitted per batch size on batched-bench
+    decode rows (``calibration/fit/``); passes that read a prompt run the large-batch kernels
+    the roofline's efficiencies were fitted on."""
+
+    def _scale(self, tokens: int) -> float:
+        table = self.decode_scale
+        if not table:
+            return 1.0
+        return table[tokens - 1] if tokens <= len(table) else table[-1]
 
     def step_time(self, shape: BatchShape) -> float:
         tokens = shape.num_tokens
         seqs = shape.num_decode_seqs + shape.num_prefill_seqs
-        logits = seqs
+        logits = seqs + shape.num_spec_tokens  # (a verified draft is sampled like any token)
         if self.lm_head_on_every_prompt_token:
             logits += shape.num_prefill_tokens - shape.num_prefill_seqs
         passes = max(1, -(-tokens // self.max_pass_tokens))
         kv_tokens = shape.num_context_tokens + shape.prefill_context_tokens + tokens
-        pairs = shape.num_context_tokens + shape.prefill_attention_pairs
+        pairs = shape.num_context_tokens + shape.prefill_attention_pairs + shape.spec_attention_pairs
         gemm_memory, gemm_compute = self._gemm_times(tokens, logits, passes)
+        if self.decode_scale and shape.num_prefill_tokens == 0 and tokens > 0:
+            scale = self._scale(tokens)
+            gemm_memory, gemm_compute = gemm_memory * scale, gemm_compute * scale
         attention_memory = self.kv_bytes_per_token * kv_tokens / self.bandwidth_bytes_per_s
         attention_compute = self.attention_flops_per_pair * pairs / self.attention_flops_per_s
         if self.per_kernel:
@@ -240,6 +256,9 @@ class RooflineStepCost:
         bw = self.bandwidth_bytes_per_s
         c0 = self.step_overhead_s * passes + self.seq_overhead_s * num_seqs
         gemm_memory, gemm_compute = self._gemm_times(num_seqs, num_seqs, passes)
+        if self.decode_scale and num_seqs > 0:
+            scale = self._scale(num_seqs)
+            gemm_memory, gemm_compute = gemm_memory * scale, gemm_compute * scale
         # attention against the context C: memory a + b1 C (the new tokens' KV is written too),
         # compute b2 C
         a = self.kv_bytes_per_token * num_seqs / bw

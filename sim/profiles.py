@@ -8,6 +8,8 @@ match wins, so a GPU nobody measured still gets its hardware class's prior.
 
 from __future__ import annotations
 
+import itertools
+import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -16,7 +18,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CostParams", "CostProfile", "load_profiles", "select_profile"]
+__all__ = [
+    "CostParams",
+    "CostProfile",
+    "decode_scale_table",
+    "describe_choice",
+    "load_profiles",
+    "profile_kind",
+    "select_for_threads",
+    "select_profile",
+]
 
 
 class CostParams(BaseModel):
@@ -34,6 +45,32 @@ class CostParams(BaseModel):
     """Fixed seconds per physical forward pass (launches, scheduling, synchronisation)."""
     seq_overhead_s: float = Field(ge=0)
     """Seconds per sequence in a pass (sampling, detokenisation, bookkeeping)."""
+    decode_batch_scale: dict[int, float] | None = None
+    """Multiplier of the GEMM time of a pure decode pass of ``n`` sequences, by ``n`` (knots;
+    1 at n = 1; interpolated in log2 n between knots, the last one beyond): llama.cpp's
+    small-batch kernels do not follow the roofline (fitted on batched-bench rows)."""
+
+    def decode_scale_table(self) -> tuple[float, ...]:
+        """``decode_batch_scale`` as a dense table for n = 1..largest knot (empty when none)."""
+        return decode_scale_table(self.decode_batch_scale)
+
+
+def decode_scale_table(knots: dict[int, float] | None) -> tuple[float, ...]:
+    """Dense multipliers for n = 1..max(knots): 1 at n = 1 unless given, linear in log2 n
+    between knots."""
+    if not knots:
+        return ()
+    points = sorted({1: 1.0, **{int(k): float(v) for k, v in knots.items()}}.items())
+    table = []
+    for n in range(1, points[-1][0] + 1):
+        for (n0, f0), (n1, f1) in itertools.pairwise(points):
+            if n0 <= n <= n1:
+                w = (math.log2(n) - math.log2(n0)) / (math.log2(n1) - math.log2(n0))
+                table.append(f0 + w * (f1 - f0))
+                break
+        else:
+            table.append(points[0][1])
+    return tuple(table)
 
 
 class CostProfile(BaseModel):
@@ -121,7 +158,13 @@ def select_profile(
     if name is not None:
         path = Path(name)
         if path.suffix in (".yaml", ".yml") and path.is_file():
-            return load_profiles((str(path),))[-1]
+            try:
+                return load_profiles((str(path),))[-1]
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, TypeError, IndexError) as err:
+                raise ValueError(f"{path} is not a cost profile file ({type(err).__name__}: {err}); "
+                                 "write one like calibration/profiles/priors.yaml") from None
+            except ValueError as err:  # pydantic: a field is wrong
+                raise ValueError(f"{path} is not a valid cost profile: {err}") from None
         for profile in load_profiles():
             if profile.id == name:
                 return profile
@@ -135,3 +178,90 @@ def select_profile(
     if not scored:
         raise ValueError(f"no cost profile applies to {engine} on {hardware_id} ({hardware_kind})")
     return max(scored, key=lambda s: (s[0], s[1]))[2]
+
+
+def select_for_threads(
+    engine: str, hardware_id: str, hardware_kind: str, model: str, fmt: str, threads: int | None,
+) -> CostProfile:
+    """:func:`select_profile` when the best profiles were measured with a thread count (CPUs).
+
+    ``threads`` picks the profile measured with that many threads; between two measured counts
+    the parameters are interpolated linearly in the thread count (the batch table per knot both
+    have); beyond them the nearest count is used. Unless a profile was measured with exactly
+    ``threads``, the returned profile's ``provenance["selection"]`` says what was done (shown in
+    the run's notes): no silent default.
+    """
+    plain = select_profile(engine, hardware_id, hardware_kind, model, fmt, None, threads)
+    best = plain.specificity(engine, hardware_id, hardware_kind, model, fmt, threads)
+    scored = [(p.specificity(engine, hardware_id, hardware_kind, model, fmt), p) for p in load_profiles()
+              if p.threads is not None]
+    top = max((s for s, _ in scored), default=-1)
+    if top < 0 or top < best - 1:  # no thread-specific profile is as specific as the plain choice
+        if threads is not None and plain.threads != threads:
+            return _noted(plain, f"no profile measured with {threads} threads applies; using {plain.id}, which "
+                                 f"does not depend on the thread count")
+        return plain
+    by_threads: dict[int, CostProfile] = {p.threads: p for s, p in scored if s == top and p.threads is not None}
+    if threads is None:
+        chosen = max(by_threads.items())[1]
+        return _noted(chosen, f"threads not set: {chosen.id} (measured with {chosen.threads} threads; "
+                              f"profiles exist for {sorted(by_threads)} threads)")
+    if threads in by_threads:
+        return by_threads[threads]
+    lower = max((t for t in by_threads if t < threads), default=None)
+    upper = min((t for t in by_threads if t > threads), default=None)
+    if lower is None or upper is None:
+        t = lower if upper is None else upper
+        assert t is not None
+        return _noted(by_threads[t], f"no profile measured with {threads} threads; using {by_threads[t].id} "
+                                     f"(measured with {t}, the nearest of {sorted(by_threads)})")
+    lo, hi = by_threads[lower], by_threads[upper]
+    w = (threads - lower) / (upper - lower)
+    values = {name: (1 - w) * getattr(lo.params, name) + w * getattr(hi.params, name)
+              for name in type(lo.params).model_fields if name != "decode_batch_scale"}
+    a, b = lo.params.decode_batch_scale or {}, hi.params.decode_batch_scale or {}
+    table = {k: (1 - w) * a[k] + w * b[k] for k in a if k in b} or None
+    base = lo.id.removesuffix(f"-t{lower}")
+    note = f"interpolated between {lo.id} and {hi.id} at {threads} threads (weight {w:.2f} on t{upper})"
+    return CostProfile(id=f"{base}-t{threads}-interpolated", engine=lo.engine, hardware=lo.hardware, model=lo.model,
+                       weight_format=lo.weight_format, threads=threads,
+                       params=CostParams(**values, decode_batch_scale=table),
+                       provenance={"selection": note, "interpolated_from": [lo.id, hi.id]})
+
+
+def _noted(profile: CostProfile, note: str) -> CostProfile:
+    return profile.model_copy(update={"provenance": {**profile.provenance, "selection": note}})
+
+
+def profile_kind(profile_id: str) -> str:
+    """What a cost profile is, from its id: a fit to one group of measurements, a fit pooled over
+    a hardware class, or a prior written by hand from published numbers."""
+    if profile_id.startswith("fitted-prior-"):
+        return "class prior (fitted over a hardware class)"
+    if profile_id.startswith("fitted-"):
+        return "fitted group"
+    if profile_id.startswith("prior-"):
+        return "hand prior"
+    return "user profile"
+
+
+def describe_choice(
+    p: CostProfile, engine: str, hardware: Any, model: str, fmt: str, named: str | None, overrides: list[str],
+) -> str:
+    """Why ``p`` prices a server: named by the scenario, or the most specific match (and what it
+    matches, and whether nothing was fitted for this hardware or model)."""
+    if named is not None:
+        why = f"named by the scenario (cost.profile: {named})"
+    else:
+        fit = [f"{what} {want}" for what, want in (
+            ("engine", p.engine), ("hardware", p.hardware), ("model", p.model), ("format", p.weight_format))
+            if want != "*"]
+        missing = [what for what, want in (("hardware", p.hardware), ("model", p.model))
+                   if want == "*" or (what == "hardware" and want != hardware.id)]
+        why = (f"the most specific profile for {engine} on {hardware.id} ({hardware.kind}), {model}, {fmt}: "
+               f"it matches {', '.join(fit) or 'anything'}")
+        if missing:
+            why += f"; none was fitted for this {' and '.join(missing)}"
+    if overrides:
+        why += f"; overridden by the scenario: {', '.join(overrides)}"
+    return why

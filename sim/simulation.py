@@ -11,13 +11,17 @@ import simpy
 
 from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
+from sim.executor import Executor
 from sim.fleet import ResolvedFleet, build_server, replica_rows, resolve_fleet, simulate_fleet
+from sim.frontend import wrap_client
+from sim.limits import check_size
 from sim.metrics import summarize
 from sim.recorder import Recorder
 from sim.requests import Status
 from sim.scenario import Scenario, ScenarioError, is_fleet, with_override
 from sim.servers.base import IterationServer
 from sim.servers.request_level import RequestLevelServer
+from sim.servers.speculative import SpeculativePagedScheduler, SpeculativeSlotScheduler
 from sim.workload import Workload, generate_workload, make_client
 from sim.workload.table import INF
 
@@ -50,7 +54,8 @@ def scenario_workload(scenario: Scenario) -> Workload:
 
 
 def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
-    """Policies and cost models of every server (raises ScenarioError naming the server)."""
+    """Policies and cost models of every server (raises ScenarioError naming the server, or when
+    the run would need more memory than :func:`sim.limits.check_size` allows)."""
     model = resolve_model(scenario.model, scenario.base_dir)
     hardware = resolve_hardware(scenario.hardware)
     out = []
@@ -59,6 +64,7 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
             out.append(resolve_fleet(spec, model, hardware) if is_fleet(spec) else resolve_server(spec, model, hardware))
         except (EngineError, CatalogError) as err:
             raise ScenarioError(f"servers.{i}: {err}") from None
+    check_size(scenario, out)  # before anything the size of the run is allocated
     return out
 
 
@@ -66,16 +72,38 @@ def _build(resolved: ResolvedServer, workload: Workload, fast: bool, seed: int) 
     return build_server(resolved, len(workload), fast, seed)
 
 
-def simulate(scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True) -> Recorder:
-    """Replay ``workload`` through one server; returns its records."""
+def _spec_metrics(server: IterationServer | RequestLevelServer) -> dict[str, float]:
+    """vLLM's speculative-decoding counters (``vllm:spec_decode_*``) of a speculating server."""
+    scheduler = getattr(server, "scheduler", None)
+    if not isinstance(scheduler, SpeculativePagedScheduler | SpeculativeSlotScheduler):
+        return {}
+    a = scheduler.acceptance
+    out: dict[str, float] = {
+        "spec_decode_num_drafts": a.num_drafts,
+        "spec_decode_num_draft_tokens": a.num_draft_tokens,
+        "spec_decode_num_accepted_tokens": a.num_accepted_tokens,
+        "spec_decode_acceptance_length": a.acceptance_length,
+        "spec_decode_draft_acceptance_rate": a.num_accepted_tokens / a.num_draft_tokens if a.num_draft_tokens else 0.0,
+    }
+    return out
+
+
+def simulate(
+    scenario: Scenario, resolved: ResolvedServer, workload: Workload, *, fast: bool = True,
+    counters: dict[str, float] | None = None,
+) -> Recorder:
+    """Replay ``workload`` through one server; returns its records (and fills ``counters`` with
+    the server's speculative-decoding counters, if it speculates)."""
     env = simpy.Environment()
     recorder = Recorder(max(len(workload), 1))
     w = scenario.workload
-    client = make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF)
+    client = wrap_client(make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF), resolved.frontend)
     server = _build(resolved, workload, fast, scenario.seed)
     server.start(env, client, recorder)
     env.run()
     recorder.trim()
+    if counters is not None:
+        counters.update(_spec_metrics(server))
     stuck = np.flatnonzero(recorder.status == Status.IN_FLIGHT)
     if stuck.size:  # nothing left to happen, yet requests inside: they can never be served
         i = int(stuck[0])
@@ -101,12 +129,11 @@ def run_server(
     workload = workload if workload is not None else scenario_workload(scenario)
     if isinstance(resolved, ResolvedFleet):
         return _run_fleet(scenario, resolved, workload, fast, sweep)
-    recorder = simulate(scenario, resolved, workload, fast=fast)
+    counters: dict[str, float] = {}
+    recorder = simulate(scenario, resolved, workload, fast=fast, counters=counters)
     slo = scenario.slo.model_dump() if scenario.slo else None
-    metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
+    metrics = {**summarize(recorder, _warmup(scenario, recorder.num_arrived), slo), **counters}
     notes = {**resolved.notes, "weight_format": resolved.weight_format}
-    if resolved.profile is not None:
-        notes["cost_profile"] = resolved.profile.id
     return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
 
 
@@ -136,16 +163,33 @@ def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenar
     if scenario.sweep is None:
         yield {}, scenario
         return
-    for value in scenario.sweep.values:
-        yield {scenario.sweep.path: value}, with_override(scenario, scenario.sweep.path, value)
+    for point in scenario.sweep.points():
+        sc = scenario
+        for path, value in point.items():
+            sc = with_override(sc, path, value)
+        yield point, sc
+
+
+def _point_task(task: tuple[Scenario, int, bool, dict[str, Any]]) -> PointResult:
+    """One server at one sweep point (a task for an executor)."""
+    sc, index, fast, point = task
+    return run_server(sc, index, fast=fast, sweep=point)
 
 
 def run(
-    scenario: Scenario, *, fast: bool = True, progress: Callable[[str], None] | None = None
+    scenario: Scenario, *, fast: bool = True, progress: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[PointResult]:
-    """Every server at every sweep value, on common random numbers."""
+    """Every server at every sweep value, on common random numbers.
+
+    With an ``executor`` (``sim.executor``: serial or Dask) every server at every point is one
+    task; each draws its workload from the scenario's seed, so the results are the same."""
+    if executor is not None:
+        tasks = [(sc, i, fast, point) for point, sc in sweep_scenarios(scenario) for i in range(len(sc.servers))]
+        return executor.map(_point_task, tasks, done=(lambda i, r: progress(f"{r.server} {r.sweep}")) if progress else None)
     results = []
     for point, sc in sweep_scenarios(scenario):
+        resolve_servers(sc)  # refuse a bad or oversized point before drawing its workload
         workload = scenario_workload(sc)
         for i, spec in enumerate(sc.servers):
             results.append(run_server(sc, i, fast=fast, workload=workload, sweep=point))

@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sim.metrics import STATS
+from sim.metrics.steady import STEADY_KEYS
 from sim.scenario import (
     ClosedLoopArrival,
     Scenario,
@@ -66,9 +67,20 @@ DERIVED_METRICS = ("output_throughput_per_user",)
 SUMMARY_METRICS = (
     "completed", "request_throughput", "output_throughput", "total_token_throughput", "request_goodput",
     *(f"{s}_{m}" for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms") for s in STATS),
+    *STEADY_KEYS,
 )
 TARGETS = {"throughput": 0.10, "p99_latency": 0.20}
 """The project's accuracy targets: median |error| on throughput and on p99 latency."""
+METRIC_GROUPS = {
+    "throughput": ("output_throughput", "request_throughput", "total_token_throughput", "output_throughput_per_user"),
+    "TTFT p50": ("median_ttft_ms",),
+    "TTFT p95/p99": ("p95_ttft_ms", "p99_ttft_ms"),
+    "TPOT": ("median_tpot_ms", "mean_tpot_ms"),
+    "e2e p99": ("p99_e2el_ms",),
+}
+"""The per-engine report's metric groups (issue 15); ratios of metrics form the group "ratio"."""
+ENGINE_TARGETS = {"throughput": 0.10, "TTFT p50": 0.15, "TTFT p95/p99": 0.15, "e2e p99": 0.15}
+"""Per-engine targets: median |error| <= 10 % on throughput, <= 15 % on TTFT and on e2e p99."""
 
 
 class _Spec(BaseModel):
@@ -165,6 +177,8 @@ class ExpectationResult:
     category: str
     note: str = ""
     known_failure: str | None = None
+    engine: str = ""
+    """The server's engine (or architecture), for the per-engine report."""
 
     @property
     def status(self) -> str:
@@ -178,8 +192,8 @@ class ExpectationResult:
         return self.status in ("FAIL", "XPASS")
 
     def row(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("metric", "sweep", "server", "predicted", "measured", "error", "bound",
-                                              "ok", "status", "category", "note")}
+        out = {k: getattr(self, k) for k in ("metric", "sweep", "server", "engine", "predicted", "measured", "error",
+                                              "bound", "ok", "status", "category", "note")}
         if self.known_failure:
             out["known_failure"] = self.known_failure
         return out
@@ -263,13 +277,13 @@ def _norm_sweep(sweep: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
 def _points_text(scenario: Scenario) -> str:
     if scenario.sweep is None:
         return "none (the scenario has no sweep: omit sweep)"
-    return ", ".join(f"{{{scenario.sweep.path}: {v}}}" for v in scenario.sweep.values)
+    return ", ".join(str(point) for point in scenario.sweep.points())
 
 
 def _sweep_points(scenario: Scenario) -> list[tuple[tuple[str, str], ...]]:
     if scenario.sweep is None:
         return [()]
-    return [_norm_sweep({scenario.sweep.path: v}) for v in scenario.sweep.values]
+    return [_norm_sweep(point) for point in scenario.sweep.points()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,6 +343,7 @@ def run_case(path: str | Path) -> CaseResult:
         key = _norm_sweep(r.sweep)
         table[(r.server, key)] = {**r.metrics, **_derived(r, swept[key])}
     only = scenario.servers[0].label
+    engines = {r.server: r.engine for r in results}
 
     def value(ref: MetricRef, e: Expectation) -> float:
         server = ref.server or e.server or only
@@ -346,7 +361,7 @@ def run_case(path: str | Path) -> CaseResult:
         ok = math.isfinite(error) and abs(error) <= e.bound
         out.expectations.append(ExpectationResult(
             _metric_text(e.metric), e.sweep, e.server or only, predicted, e.measured, error, e.bound, ok,
-            _category(e.metric), e.note, e.known_failure,
+            _category(e.metric), e.note, e.known_failure, engines.get(e.server or only, ""),
         ))
     out.seconds = time.perf_counter() - started
     return out
@@ -368,6 +383,7 @@ def summarize_results(results: Sequence[CaseResult]) -> dict[str, Any]:
     summary["num_known_failures"] = sum(e.status == "XFAIL" for r in results for e in r.expectations)
     summary["num_failed"] = sum(e.fails_run for r in results for e in r.expectations)
     summary["failed_cases"] = [r.id for r in results if any(e.fails_run for e in r.expectations)]
+    summary["by_engine"] = by_engine(results)
     summary["targets"] = {
         f"median_abs_error_{k}": {
             "target": v,
@@ -376,6 +392,32 @@ def summarize_results(results: Sequence[CaseResult]) -> dict[str, Any]:
         for k, v in TARGETS.items()
     }
     return summary
+
+
+def metric_group(metric: str) -> str:
+    """The per-engine report's group of a metric ("ratio" for ratios, "other" if none)."""
+    if " / " in metric:
+        return "ratio"
+    return next((g for g, names in METRIC_GROUPS.items() if metric in names), "other")
+
+
+def by_engine(results: Sequence[CaseResult]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per engine and metric group: median |error|, count, and the target where there is one."""
+    errs: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        for e in r.expectations:
+            if math.isfinite(e.error):
+                errs.setdefault(e.engine, {}).setdefault(metric_group(e.metric), []).append(abs(e.error))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for engine, groups in sorted(errs.items()):
+        out[engine] = {}
+        for group in (*METRIC_GROUPS, "ratio", "other"):
+            if group in groups:
+                med = round(statistics.median(groups[group]), 4)
+                target = ENGINE_TARGETS.get(group)
+                out[engine][group] = {"median_abs_error": med, "n": len(groups[group]), "target": target,
+                                      "met": None if target is None else med <= target}
+    return out
 
 
 def case_files(paths: Sequence[str | Path] = ()) -> list[Path]:

@@ -10,6 +10,14 @@ from typing import Any
 from sim.scenario import Scenario, parse_scenario
 
 
+def _together(arrival: dict[str, Any]) -> dict[str, Any]:
+    """Closed-loop users of a hand-worked timeline all start at t = 0 (start_spread_s: 0) unless
+    the test says otherwise."""
+    if arrival.get("kind") == "closed_loop" and "start_spread_s" not in arrival:
+        return {**arrival, "start_spread_s": 0.0}
+    return arrival
+
+
 def tiny_scenario(
     server: dict[str, Any],
     *,
@@ -33,7 +41,7 @@ def tiny_scenario(
     if step_s is not None and "cost" not in srv:
         srv["cost"] = {"kind": "constant", "step_s": step_s}
     workload: dict[str, Any] = {
-        "arrival": arrival or {"kind": "constant", "rate_per_s": 1.0},
+        "arrival": _together(arrival) if arrival else {"kind": "constant", "rate_per_s": 1.0},
         "prompt_tokens": length(prompt),
         "output_tokens": length(output),
         "num_requests": num_requests,

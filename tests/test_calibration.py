@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import calibration.fit as fit
+import calibration.fit.profiles
 from calibration.fit import Point, fit_all, fit_profile, roofline_cost
 from calibration.measurements import VALIDATION_PATHS
 from sim.catalog import get_format, get_hardware, get_model
@@ -57,20 +58,35 @@ def _rich_shapes() -> list[BatchShape]:
 
 
 def test_fit_recovers_known_parameters_from_synthetic_steps():
+    # (vLLM: llama.cpp groups price multi-sequence decode by batch size, calibration/fit_batching.py)
     points = _synthetic(_rich_shapes(), TRUE, noise=0.01)
-    profile, report = fit_profile(points, engine="llama.cpp", hardware="rtx-4090", model="llama-3.2-1b",
+    profile, report = fit_profile(points, engine="vllm", hardware="rtx-4090", model="llama-3.2-1b",
                                   weight_format="f16", prior=PRIOR)
     for name in fit.PARAMS:
         assert report.status[name].startswith("fitted"), (name, report.status[name])
         got, want = getattr(profile.params, name), getattr(TRUE, name)
         assert got == pytest.approx(want, rel=0.12), (name, got, want)
     assert report.mape < 0.03
-    assert profile.id == "fitted-llama.cpp-rtx-4090-llama-3.2-1b-f16"
+    assert profile.id == "fitted-vllm-rtx-4090-llama-3.2-1b-f16"
+
+
+def test_llama_cpp_fit_recovers_the_batch_table_and_the_other_parameters():
+    """Synthetic llama.cpp data with a known table: stage 1 recovers the efficiencies and the step
+    overhead from the other rows, stage 2 the multiplier of every measured batch size."""
+    truth = TRUE.model_copy(update={"seq_overhead_s": PRIOR.seq_overhead_s, "decode_batch_scale": {8: 2.0, 32: 3.0, 64: 2.5}})
+    points = _synthetic(_rich_shapes(), truth, noise=0.0)
+    profile, report = fit_profile(points, engine="llama.cpp", hardware="rtx-4090", model="llama-3.2-1b",
+                                  weight_format="f16", prior=PRIOR)
+    assert profile.params.decode_batch_scale == pytest.approx({8: 2.0, 32: 3.0, 64: 2.5}, rel=0.02)
+    assert report.status["seq_overhead_s"].startswith("fixed at prior (per-sequence decode costs")
+    for name in ("bandwidth_efficiency", "compute_efficiency", "step_overhead_s"):
+        assert getattr(profile.params, name) == pytest.approx(getattr(truth, name), rel=0.12), name
+    assert report.max_abs_error < 0.01
 
 
 def test_exact_synthetic_data_is_fitted_exactly():
     points = _synthetic(_rich_shapes(), TRUE, noise=0.0)
-    _, report = fit_profile(points, engine="llama.cpp", hardware="rtx-4090", model="llama-3.2-1b",
+    _, report = fit_profile(points, engine="vllm", hardware="rtx-4090", model="llama-3.2-1b",
                             weight_format="f16", prior=PRIOR)
     assert report.max_abs_error < 0.005
 
@@ -172,7 +188,7 @@ def test_cache_hit_skips_the_refit(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("refitted although the inputs did not change")
 
-    monkeypatch.setattr(fit, "_fit", boom)
+    monkeypatch.setattr(fit.profiles, "_fit", boom)
     second = fit_all([_small_input()], out=tmp_path)
     assert [r.cached for r in second.reports] == [True]
     assert second.written == []

@@ -226,7 +226,8 @@ def test_hf_config_round_trip_llama_3_1_8b(tmp_path: Path) -> None:
     """A real Llama-3.1-8B config.json yields the catalog entry's shape."""
     directory = tmp_path / "Llama-3.1-8B-Instruct"
     directory.mkdir()
-    spec = model_from_hf_config(_write_config(directory, LLAMA_3_1_8B_CONFIG))
+    config = {**LLAMA_3_1_8B_CONFIG, "_name_or_path": "meta-llama/Llama-3.1-8B-Instruct"}
+    spec = model_from_hf_config(_write_config(directory, config))
     catalog = get_model("llama-3.1-8b")
     for field in SHAPE_FIELDS:
         assert getattr(spec, field) == getattr(catalog, field), field

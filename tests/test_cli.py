@@ -39,7 +39,7 @@ def test_outputs_are_written(seed_run) -> None:
     bench = json.loads(next((out / "bench").glob("vllm_users50.json")).read_text())
     for key in ("completed", "request_throughput", "output_throughput", "mean_ttft_ms", "p99_itl_ms", "median_tpot_ms"):
         assert key in bench
-    for plot in ("output_throughput.png", "p99_e2el_ms.png", "timeouts.png"):
+    for plot in ("output_throughput.png", "p99_ttft_ms.png", "p99_e2el_ms.png", "timeouts.png"):
         assert (out / plot).stat().st_size > 10_000
 
 
@@ -106,3 +106,32 @@ def test_parallel_sweep_gives_identical_rows(tmp_path: Path) -> None:
     a = json.loads((tmp_path / "a" / "results.json").read_text())["points"]
     b = json.loads((tmp_path / "b" / "results.json").read_text())["points"]
     assert a == b
+
+
+def test_grid_sweep_runs_through_the_cli(tmp_path: Path) -> None:
+    """A grid sweep: one table row per server and grid point, a CSV column per swept field, the
+    same rows as the one-field sweeps it is made of, and plots with a line per other field."""
+    scenario = tmp_path / "grid.yaml"
+    scenario.write_text(
+        "name: grid\nmodel: llama-3.1-8b\nhardware: rtx-4090\n"
+        "workload: {arrival: {kind: closed_loop, users: 1}, prompt_tokens: {kind: fixed, value: 64},\n"
+        "           output_tokens: {kind: fixed, value: 16}, num_requests: 40}\n"
+        "servers: [{engine: vllm, quantization: awq, max_model_len: 4096}]\n"
+        "sweep: {grid: {workload.arrival.users: [1, 4], servers.vllm.max_num_seqs: [2, 8]}}\n"
+    )
+    grid = subprocess.run([sys.executable, "-m", "sim", "run", str(scenario), "--out", str(tmp_path / "g")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert grid.returncode == 0, grid.stderr
+    with (tmp_path / "g" / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["sweep.workload.arrival.users"], r["sweep.servers.vllm.max_num_seqs"]) for r in rows] == [
+        ("1", "2"), ("1", "8"), ("4", "2"), ("4", "8")]
+    assert (tmp_path / "g" / "output_throughput.png").stat().st_size > 0
+    one = subprocess.run([sys.executable, "-m", "sim", "run", str(scenario), "--set", "sweep=null",
+                          "--set", "workload.arrival.users=4", "--set", "servers.vllm.max_num_seqs=2",
+                          "--out", str(tmp_path / "one")], capture_output=True, text=True, cwd=ROOT)
+    assert one.returncode == 0, one.stderr
+    single = json.loads((tmp_path / "one" / "results.json").read_text())["points"][0]
+    point = json.loads((tmp_path / "g" / "results.json").read_text())["points"][2]
+    assert point["output_throughput"] == single["output_throughput"]
+    assert point["p99_e2el_ms"] == single["p99_e2el_ms"]

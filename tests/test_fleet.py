@@ -36,6 +36,8 @@ CASES = [
     ({"kind": "single_queue", "num_parallel": 2, "num_ctx": 120, "num_batch": 32, "max_queue": 3},
      {"kind": "poisson", "rate_per_s": 6.0}, 10.0),
     ({"kind": "single_queue", "num_parallel": 2, "cost": EXP}, {"kind": "poisson", "rate_per_s": 1.5}, None),
+    ({"engine": "vllm", "num_gpu_blocks_override": 300, "max_num_seqs": 16, "max_model_len": 4096},
+     {"kind": "poisson", "rate_per_s": 10.0}, None),  # an engine preset: its front end too
 ]
 
 
@@ -206,7 +208,7 @@ def test_llm_d_sheds_only_sheddable_requests_when_saturated() -> None:
 
 
 def _pd(prompt: int, **kv: Any) -> Any:
-    pool = {"engine": "vllm", "max_model_len": 16384, "cost": {"kind": "constant", "step_s": 0.1}}
+    pool = {"kind": "paged_batching", "max_model_len": 16384, "cost": {"kind": "constant", "step_s": 0.1}}
     fleet = {"kind": "fleet", "prefill": {**pool, "replicas": 1}, "decode": {**pool, "replicas": 2},
              "kv_transfer": kv}
     return run_server(tiny_scenario(fleet, prompt=prompt, output=5, num_requests=1, step_s=None))

@@ -40,7 +40,7 @@ def test_every_arrival_is_accounted_for(server: dict) -> None:
     rec, m = result.recorder, result.metrics
     assert rec.num_arrived == 300
     ends = [m[k] for k in ("completed", "timeouts", "rejected", "cancelled", "in_flight")]
-    assert sum(ends) == m["counted"]
+    assert sum(ends) == m["arrived"]
     assert np.sum(rec.status == Status.IN_FLIGHT) == 0  # the run drains
 
 

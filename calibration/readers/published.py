@@ -24,6 +24,7 @@ from calibration.readers.llama_cpp import (
     _llama_prompt_passes,
     _lockstep_decode,
 )
+from calibration.readers.published_batched import BATCHED_CASES, read_batched_case
 from calibration.readers.vllm import _latency_shapes
 from sim.shapes import BatchShape
 
@@ -193,6 +194,8 @@ def _published_builder(case_id: str) -> Callable[[dict[str, Any]], list[StepMeas
         return _xiongjiedai_llama3
     if case_id.startswith("xiongjiedai_llama2"):
         return _xiongjiedai_llama2
+    if case_id in BATCHED_CASES:
+        return read_batched_case
     return None
 
 

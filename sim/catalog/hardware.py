@@ -75,6 +75,13 @@ class HardwareSpec(_Spec):
     """Derivations, assumptions and figures that are uncertain."""
     aliases: tuple[str, ...] = ()
     """Other names accepted by :func:`get_hardware`."""
+    count: PositiveInt = 1
+    """Devices of this kind in the server (a node: ``8x h100-sxm``); memory, bandwidth and peaks
+    above are per device. Engines use one unless told to spread a model (tensor/pipeline
+    parallelism, llama.cpp's layer split)."""
+    interconnect: str | None = None
+    """Link between the devices (an id of ``sim/catalog/interconnects.yaml``, e.g.
+    ``nvlink4-nvswitch``, ``pcie5-nop2p``); default: the link that GPU has in its usual server."""
 
     @model_validator(mode="after")
     def _cpu_has_cores(self) -> HardwareSpec:

@@ -12,6 +12,7 @@ from pydantic import (
 )
 
 from sim.catalog.base import CatalogError
+from sim.catalog.hf_moe import moe_fields
 from sim.catalog.models import ModelSpec
 
 # --------------------------------------------------------------------------------------------
@@ -53,11 +54,19 @@ def _require(config: Mapping[str, Any], path: Path, key: str) -> Any:
     return config[key]
 
 
-def _default_id(config: Mapping[str, Any], path: Path) -> str:
-    """Catalog id for a config: last part of ``_name_or_path`` or the parent directory."""
-    name = str(config.get("_name_or_path") or "").rstrip("/")
-    base = name.rsplit("/", 1)[-1] if name else (path.parent.name or path.stem)
-    return base.lower()
+def _default_id(config: Mapping[str, Any]) -> str | None:
+    """Catalog id for a config: the last part of its ``_name_or_path`` (None without one: a
+    folder name would silently miss every fitted cost profile, so the scenario must give ``id``)."""
+    name = str(config.get("_name_or_path") or "").strip().rstrip("/")
+    return name.rsplit("/", 1)[-1].lower() if name else None
+
+
+def _ask_for_id(path: Path) -> CatalogError:
+    return CatalogError(
+        f"model config {str(path)!r} has no _name_or_path to name the model by; give it an id, "
+        f"e.g. model: {{hf_config: {path.name}, id: llama-3.1-8b}} (the id picks the fitted cost "
+        "profile: a catalog id such as llama-3.1-8b, or a new name for the class prior)"
+    )
 
 
 def _hf_fields(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -80,6 +89,7 @@ def _hf_fields(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "max_position_embeddings": _require(config, path, "max_position_embeddings"),
         "norms_per_layer": 4 if model_type in {"gemma2", "gemma3"} else 2,
     }
+    fields |= moe_fields(config, path, model_type)
     if is_opt:
         fields |= {
             "gated_mlp": False,
@@ -102,8 +112,8 @@ def model_from_hf_config(path: str | Path, id: str | None = None) -> ModelSpec: 
 
     Args:
         path: Path of the ``config.json``.
-        id: Catalog id to give the spec; default: the last part of ``_name_or_path``, else
-            the name of the directory holding the file, lower-cased.
+        id: Catalog id to give the spec; default: the last part of ``_name_or_path``,
+            lower-cased (a config without one needs ``id``).
 
     Returns:
         The model spec (``source`` is the file path).
@@ -114,14 +124,17 @@ def model_from_hf_config(path: str | Path, id: str | None = None) -> ModelSpec: 
     """
     path = Path(path)
     config = _read_hf_config(path)
-    spec_id = id or _default_id(config, path)
     fields = _hf_fields(config, path)
+    spec_id = id or _default_id(config)
     try:
-        return ModelSpec(
-            id=spec_id,
-            hf_name=str(config.get("_name_or_path") or spec_id),
+        spec = ModelSpec(
+            id=spec_id or "unnamed",
+            hf_name=str(config.get("_name_or_path") or spec_id or "unnamed"),
             source=str(path),
             **fields,
         )
     except ValidationError as exc:
         raise CatalogError(f"model config {str(path)!r} has invalid values: {exc}") from exc
+    if spec_id is None:
+        raise _ask_for_id(path)
+    return spec

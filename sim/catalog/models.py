@@ -13,6 +13,7 @@ from pydantic import (
 
 from sim.catalog.base import _Spec
 from sim.catalog.formats import WeightFormat
+from sim.catalog.moe import MlaSpec, MoeSpec
 
 # --------------------------------------------------------------------------------------------
 # Models
@@ -64,6 +65,16 @@ class ModelSpec(_Spec):
     """Anything worth knowing about the entry."""
     aliases: tuple[str, ...] = ()
     """Other names accepted by :func:`get_model` (e.g. Ollama tags)."""
+    moe: MoeSpec | None = None
+    """Mixture-of-experts layers (:mod:`sim.catalog.moe`); None for a dense model."""
+    mla: MlaSpec | None = None
+    """Multi-head latent attention (DeepSeek-V2/V3); None for (grouped-query) multi-head attention."""
+    sliding_window: PositiveInt | None = None
+    """Window of the sliding-window layers (gpt-oss: 128); None when every layer attends fully."""
+    sliding_layers: NonNegativeInt = 0
+    """Layers that attend only the last ``sliding_window`` tokens (``layer_types`` entries
+    ``sliding_attention``): their KV is bounded by the window, so neither the per-token KV bytes
+    nor the attention FLOPs per context token count them."""
 
     @model_validator(mode="after")
     def _heads_group_evenly(self) -> ModelSpec:
@@ -73,7 +84,59 @@ class ModelSpec(_Spec):
                 f"model {self.id!r}: num_heads={self.num_heads} is not a multiple of "
                 f"num_kv_heads={self.num_kv_heads}"
             )
+        if self.sliding_layers >= self.num_layers or (self.sliding_layers and self.sliding_window is None):
+            raise ValueError(
+                f"model {self.id!r}: sliding_layers={self.sliding_layers} needs a sliding_window and "
+                f"fewer than num_layers={self.num_layers}"
+            )
+        if self.moe is not None and any(i >= self.num_layers for i in self.moe.dense_layers):
+            raise ValueError(f"model {self.id!r}: moe.dense_layers names a layer >= num_layers={self.num_layers}")
         return self
+
+    # ---------------------------------------------------------------- MoE / MLA arithmetic
+    @property
+    def _attention_matmul_params(self) -> int:
+        """GEMM weights of one block's attention."""
+        if self.mla is not None:
+            return self.mla.attention_params(self.hidden_size, self.num_heads)
+        return 2 * self.hidden_size * (self._q_width + self._kv_width)
+
+    @property
+    def num_moe_layers(self) -> int:
+        """Layers whose MLP is routed experts (0 for a dense model)."""
+        return 0 if self.moe is None else self.num_layers - len(set(self.moe.dense_layers))
+
+    @property
+    def expert_matmul_params(self) -> int:
+        """GEMM weights of one routed expert (gate, up, down): 3 x hidden x expert width."""
+        return 0 if self.moe is None else 3 * self.hidden_size * self.moe.expert_intermediate_size
+
+    @property
+    def expert_params(self) -> int:
+        """All parameters of one routed expert (with its biases)."""
+        if self.moe is None:
+            return 0
+        bias = 2 * self.moe.expert_intermediate_size + self.hidden_size if self.moe.expert_bias else 0
+        return self.expert_matmul_params + bias
+
+    @property
+    def num_routed_expert_params(self) -> int:
+        """Parameters of every routed expert of every MoE layer (memory, never all read at once)."""
+        return 0 if self.moe is None else self.num_moe_layers * self.moe.num_experts * self.expert_params
+
+    @property
+    def _moe_layer_other_matmul(self) -> int:
+        """Per-token GEMM weights of an MoE layer besides the routed experts: router and shared experts."""
+        assert self.moe is not None
+        return self.hidden_size * self.moe.num_experts + 3 * self.hidden_size * self.moe.shared_intermediate_size
+
+    @property
+    def num_active_params(self) -> int:
+        """Parameters one token uses: all but the routed experts it is not sent to."""
+        if self.moe is None:
+            return self.num_params
+        idle = self.num_moe_layers * (self.moe.num_experts - self.moe.experts_per_token) * self.expert_params
+        return self.num_params - idle
 
     @property
     def _q_width(self) -> int:
@@ -110,7 +173,9 @@ class ModelSpec(_Spec):
 
     @property
     def num_layer_params(self) -> int:
-        """All parameters of the transformer blocks (matmuls, biases, norms)."""
+        """All parameters of the transformer blocks (matmuls, biases, norms; every expert)."""
+        if self.moe is not None or self.mla is not None:
+            return self._sparse_layer_params()
         per_layer = (
             self._matmul_params_per_layer
             + self._bias_params_per_layer
@@ -120,8 +185,38 @@ class ModelSpec(_Spec):
 
     @property
     def num_layer_matmul_params(self) -> int:
-        """Per-token GEMM weights of all blocks (q, k, v, o, gate, up, down); no embedding/head."""
+        """Per-token GEMM weights of all blocks (q, k, v, o, gate, up, down); no embedding/head.
+
+        MoE: the weights one token multiplies (router, shared experts and its
+        ``experts_per_token`` routed experts), i.e. the FLOPs, not the memory."""
+        if self.moe is not None or self.mla is not None:
+            return self._sparse_layer_matmul()
         return self.num_layers * self._matmul_params_per_layer
+
+    def _dense_mlp_matmul(self) -> int:
+        return (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
+
+    def _sparse_layer_params(self) -> int:
+        """num_layer_params of an MoE and/or MLA model."""
+        norms = self.norms_per_layer * self._params_per_norm + (self.mla.norm_params() if self.mla else 0)
+        per_layer = self._attention_matmul_params + self._bias_params_per_layer + norms
+        total = self.num_layers * per_layer
+        dense = self.num_layers - self.num_moe_layers
+        total += dense * self._dense_mlp_matmul()
+        if self.moe is not None:
+            router_bias = self.moe.num_experts if self.moe.expert_bias else 0
+            total += self.num_moe_layers * (self._moe_layer_other_matmul + router_bias)
+            total += self.num_routed_expert_params
+        return total
+
+    def _sparse_layer_matmul(self) -> int:
+        """num_layer_matmul_params of an MoE and/or MLA model (active weights)."""
+        total = self.num_layers * self._attention_matmul_params
+        total += (self.num_layers - self.num_moe_layers) * self._dense_mlp_matmul()
+        if self.moe is not None:
+            active = self._moe_layer_other_matmul + self.moe.experts_per_token * self.expert_matmul_params
+            total += self.num_moe_layers * active
+        return total
 
     @property
     def num_lm_head_params(self) -> int:
@@ -153,11 +248,25 @@ class ModelSpec(_Spec):
         Returns:
             ``2 * num_layers * num_kv_heads * head_dim * bytes_per_element``.
         """
+        if self.mla is not None:
+            return self.num_full_attention_layers * self.mla.cache_width * bytes_per_element
+        if self.sliding_layers:
+            return 2 * self.num_full_attention_layers * self._kv_width * bytes_per_element
         return 2 * self.num_layers * self._kv_width * bytes_per_element
 
     @property
+    def num_full_attention_layers(self) -> int:
+        """Layers that attend (and cache) the whole context."""
+        return self.num_layers - self.sliding_layers
+
+    @property
     def attention_flops_per_pair(self) -> float:
-        """FLOPs of QK^T and PV for one (query, key) pair, summed over layers."""
+        """FLOPs of QK^T and PV for one (query, key) pair, summed over full-attention layers
+        (MLA: the absorbed form vLLM decodes with)."""
+        if self.mla is not None:
+            return self.num_full_attention_layers * self.mla.flops_per_pair(self.num_heads)
+        if self.sliding_layers:
+            return 4.0 * self.num_full_attention_layers * self._q_width
         return 4.0 * self.num_layers * self._q_width
 
     def weight_bytes(self, fmt: WeightFormat) -> float:
@@ -175,6 +284,9 @@ class ModelSpec(_Spec):
             Size of the weights in bytes.
         """
         body = (self.num_layer_params + self._params_per_norm) * fmt.bits_per_weight
+        if self.moe is not None and self.moe.expert_bits_per_weight is not None:
+            experts = self.num_routed_expert_params
+            body += experts * (self.expert_bits(fmt) - fmt.bits_per_weight)
         positions = self.learned_position_embeddings * self.hidden_size
         embedding = positions * fmt.embedding_bits_per_weight
         head = self.num_lm_head_params * fmt.lm_head_bits_per_weight
@@ -182,4 +294,37 @@ class ModelSpec(_Spec):
             embedding += self.num_lm_head_params * fmt.embedding_bits_per_weight
         return (body + embedding + head) / 8
 
+    def expert_bits(self, fmt: WeightFormat) -> float:
+        """Bits per routed-expert weight in ``fmt``: the checkpoint's own width (gpt-oss MXFP4)
+        when that is narrower than the format's."""
+        if self.moe is None or self.moe.expert_bits_per_weight is None:
+            return fmt.bits_per_weight
+        return min(fmt.bits_per_weight, self.moe.expert_bits_per_weight)
 
+    def stage_params(self, start: int, stop: int) -> tuple[float, float, int]:
+        """Layers ``[start, stop)`` (a pipeline stage): (parameters outside the routed experts,
+        their per-token GEMM weights, number of MoE layers). Over all layers the first is
+        ``num_layer_params - num_routed_expert_params`` and the second the active GEMM weights
+        less the routed experts'."""
+        count = stop - start
+        if self.moe is None:
+            moe_layers = 0
+        else:
+            dense = set(self.moe.dense_layers)
+            moe_layers = sum(1 for i in range(start, stop) if i not in dense)
+        active_experts = self.moe.experts_per_token * self.expert_matmul_params if self.moe else 0
+        matmul_other = self.num_layer_matmul_params - self.num_moe_layers * active_experts
+        params_other = self.num_layer_params - self.num_routed_expert_params
+        if self.moe is None:
+            return params_other * count / self.num_layers, matmul_other * count / self.num_layers, 0
+        dense_mlp = (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
+        router = self.hidden_size * self.moe.num_experts + (self.moe.num_experts if self.moe.expert_bias else 0)
+        moe_other = router + 3 * self.hidden_size * self.moe.shared_intermediate_size
+        moe_other_matmul = self.hidden_size * self.moe.num_experts + 3 * self.hidden_size * self.moe.shared_intermediate_size
+        n_dense = self.num_layers - self.num_moe_layers
+        common = (params_other - n_dense * dense_mlp - self.num_moe_layers * moe_other) / self.num_layers
+        common_mm = (matmul_other - n_dense * dense_mlp - self.num_moe_layers * moe_other_matmul) / self.num_layers
+        dense_here = count - moe_layers
+        params = count * common + dense_here * dense_mlp + moe_layers * moe_other
+        matmul = count * common_mm + dense_here * dense_mlp + moe_layers * moe_other_matmul
+        return params, matmul, moe_layers

@@ -12,6 +12,7 @@ from typing import Any
 from sim.catalog.base import CatalogError
 from sim.catalog.hardware import HardwareSpec
 from sim.catalog.hf_config import model_from_hf_config
+from sim.catalog.interconnects import link_of, parse_node
 from sim.catalog.models import ModelSpec
 from sim.catalog.tables import get_hardware, get_model
 from sim.scenario import HfConfigModel, ScenarioError
@@ -29,10 +30,40 @@ def resolve_model(model: str | HfConfigModel, base_dir: str | Path = ".") -> Mod
 
 
 def resolve_hardware(hardware: str | dict[str, Any]) -> HardwareSpec:
-    """The hardware a scenario names: a catalog id, or an inline spec."""
+    """The hardware a scenario names: a catalog id, an inline spec, or a node of several GPUs
+    (``8x h100-sxm``, or ``{gpu: rtx-5090, count: 2, interconnect: pcie5-nop2p}`` where ``gpu``
+    is a catalog id or an inline spec)."""
     try:
         if isinstance(hardware, dict):
-            return HardwareSpec.model_validate(hardware)
-        return get_hardware(hardware)
+            if "gpu" in hardware:
+                return _node(hardware)
+            spec = HardwareSpec.model_validate(hardware)
+        elif (node := parse_node(hardware)) is not None:
+            spec = HardwareSpec.model_validate({**get_hardware(node[1]).model_dump(), "count": node[0]})
+        else:
+            spec = get_hardware(hardware)
+        if spec.count > 1 or spec.interconnect:
+            link_of(spec)  # an unknown link is refused here, with the valid ids
+        return spec
     except (CatalogError, ValueError) as err:
         raise ScenarioError(f"hardware: {err}") from None
+
+
+_NODE_KEYS = {"gpu", "count", "interconnect"}
+
+
+def _node(data: dict[str, Any]) -> HardwareSpec:
+    """``{gpu, count, interconnect}``: a node of ``count`` GPUs joined by ``interconnect``."""
+    extra = set(data) - _NODE_KEYS
+    if extra:
+        raise CatalogError(f"a node takes only {sorted(_NODE_KEYS)}; remove {sorted(extra)}")
+    gpu = data["gpu"]
+    base = HardwareSpec.model_validate(gpu) if isinstance(gpu, dict) else get_hardware(str(gpu))
+    count = data.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise CatalogError(f"count must be a whole number of GPUs >= 1, got {count!r}")
+    spec = HardwareSpec.model_validate(
+        {**base.model_dump(), "count": count, "interconnect": data.get("interconnect", base.interconnect)}
+    )
+    link_of(spec)
+    return spec

@@ -7,9 +7,7 @@ field, fix) and exit with status 2; they never show a traceback.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,21 +25,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Discrete-event simulator of LLM serving: Ollama, llama.cpp server, vLLM.")
 console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True)
-
-TABLE_COLUMNS = [
-    ("server", "server", "{}"),
-    ("completed", "done", "{}"),
-    ("timeouts", "timeouts", "{}"),
-    ("rejected", "rejected", "{}"),
-    ("output_throughput", "out tok/s", "{:.1f}"),
-    ("request_throughput", "req/s", "{:.2f}"),
-    ("median_ttft_ms", "TTFT p50 ms", "{:.0f}"),
-    ("p99_ttft_ms", "TTFT p99 ms", "{:.0f}"),
-    ("median_tpot_ms", "TPOT p50 ms", "{:.1f}"),
-    ("median_e2el_ms", "E2E p50 ms", "{:.0f}"),
-    ("p99_e2el_ms", "E2E p99 ms", "{:.0f}"),
-]
-
 
 def _with_file(path: Path, err: Exception) -> str:
     text = str(err)
@@ -62,148 +45,91 @@ def _apply_sets(scenario: Scenario, sets: list[str]) -> Scenario:
     return scenario
 
 
-def _fmt(value: Any, pattern: str) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "-"
-    try:
-        return pattern.format(value)
-    except (ValueError, TypeError):
-        return str(value)
+def _sweep_fields(scenario: Scenario) -> list[str]:
+    """The swept fields, in order: one for a one-field sweep, several for a grid, none without."""
+    return list(scenario.sweep.points()[0]) if scenario.sweep else []
 
 
 def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
-    """One table for the run: a row per server and sweep value."""
-    sweep = scenario.sweep.path if scenario.sweep else None
-    table = Table(title=f"{scenario.name} ({scenario.model if isinstance(scenario.model, str) else 'model'} on {scenario.hardware})")
-    if sweep:
-        table.add_column(sweep.split(".")[-1], justify="right")
-    retried = any(row.get("notes", {}).get("retries") for row in rows)  # fleets whose clients retry
-    for _, head, _ in TABLE_COLUMNS:
+    """One table for the run (a row per server and sweep value), then a warning line for every
+    point too failed or too small to read (:mod:`sim.results.table`)."""
+    from sim.results.table import CAPTION, point_warnings, table_rows
+
+    sweep = _sweep_fields(scenario)
+    table = Table(title=f"{scenario.name} ({scenario.model if isinstance(scenario.model, str) else 'model'} on {scenario.hardware})",
+                  caption=CAPTION)
+    headers, cells = table_rows(rows, sweep)
+    for head in headers:
         table.add_column(head, justify="right")
-    if retried:
-        table.add_column("retries", justify="right")
-    for row in rows:
-        cells = [str(row["sweep"].get(sweep, "")) for _ in [0] if sweep]
-        cells += [_fmt(row.get(key), pat) for key, _, pat in TABLE_COLUMNS]
-        if retried:
-            cells.append(str(row.get("notes", {}).get("retries", "-")))
-        table.add_row(*cells)
+    for line in cells:
+        table.add_row(*line)
     console.print(table)
-
-
-FLEET_NOTES = ("replicas", "router", "router_decisions", "router_rejected", "attempts", "retries", "shed_429",
-               "replica_rows", "prefill_routed", "prefill_busy_s", "decode_busy_s", "local_prefills",
-               "prefill_fallbacks", "kv_transferred_gb", "connector")
-"""Notes of a fleet point written to its bench JSON under the ``servesim`` key."""
-
-
-def _vllm_bench_json(scenario: Scenario, row: dict[str, Any]) -> dict[str, Any]:
-    """A result in the layout `vllm bench serve --save-result` writes (aggregate keys)."""
-    keep = {k: v for k, v in row.items() if k not in ("sweep", "server", "engine")}
-    return {
-        "date": "simulated",
-        "backend": row["engine"],
-        "model_id": scenario.model if isinstance(scenario.model, str) else "hf_config",
-        "num_prompts": row["arrived"],
-        "request_rate": getattr(scenario.workload.arrival, "rate_per_s", "inf"),
-        "max_concurrency": getattr(scenario.workload.arrival, "users", None),
-        "simulator": "servesim",
-        **keep,
-    }
-
-
-def _point_key(scenario: Scenario, sweep: dict[str, Any], server: str, resolved: Any) -> str:
-    """Identifies a point: the scenario, the sweep value, and the resolved server (its policy
-    and cost parameters), so a recalibrated profile is not served from a stale saved point."""
-    text = json.dumps({"scenario": scenario.model_dump(mode="json"), "sweep": sweep, "server": server,
-                       "resolved": repr((resolved.policy, resolved.cost, resolved.service))},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _point_row(scenario: Scenario, index: int, sweep: dict[str, Any], fast: bool) -> dict[str, Any]:
-    """Run one server at one sweep value (in this process or a worker): its result row."""
-    from sim.simulation import run_server
-
-    result = run_server(scenario, index, fast=fast, sweep=sweep)
-    return {**result.row(), "notes": result.notes}
-
-
-def _run_points(scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1) -> list[dict[str, Any]]:
-    """Run every point, saving each as it completes so a stopped sweep resumes where it died.
-
-    With ``jobs > 1`` points run in worker processes; every point draws its workload from the
-    scenario's seed alone, so the rows are identical whatever the executor and the order.
-    """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from sim.simulation import resolve_servers, sweep_scenarios
-
-    points = list(sweep_scenarios(scenario))
-    resolved = [resolve_servers(sc) for _, sc in points]  # fail fast on any point before running
-    cache = out / "points" if out else None
-    if cache:
-        cache.mkdir(parents=True, exist_ok=True)
-    todo: list[tuple[int, Scenario, int, dict[str, Any], Path | None]] = []
-    rows: list[dict[str, Any] | None] = []
-    for (sweep, sc), servers in zip(points, resolved, strict=True):
-        for i, spec in enumerate(sc.servers):
-            saved = cache / f"{_point_key(sc, sweep, spec.label, servers[i])}.json" if cache else None
-            rows.append(json.loads(saved.read_text()) if saved and saved.is_file() else None)
-            if rows[-1] is None:
-                todo.append((len(rows) - 1, sc, i, sweep, saved))
-
-    def finish(slot: int, saved: Path | None, row: dict[str, Any]) -> None:
-        rows[slot] = row
-        if saved:
-            saved.write_text(json.dumps(row, default=float))
-
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("simulating", total=len(rows), completed=len(rows) - len(todo))
-        if jobs <= 1:
-            for slot, sc, i, sweep, saved in todo:
-                finish(slot, saved, _point_row(sc, i, sweep, fast))
-                progress.advance(task)
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(_point_row, sc, i, sweep, fast): (slot, saved)
-                           for slot, sc, i, sweep, saved in todo}
-                for future in as_completed(futures):
-                    finish(*futures[future], future.result())
-                    progress.advance(task)
-    return [row for row in rows if row is not None]
+    for warning in point_warnings(rows, sweep):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
 def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) -> None:
+    import datetime as dt
+
+    from sim.results.bench import DETAIL_KEY, bench_name, point_bench
     from sim.results.fleet_plots import save_replica_plot
-    from sim.results.plots import save_standard_plots
+    from sim.results.plots import run_title, save_standard_plots
 
     out.mkdir(parents=True, exist_ok=True)
-    sweep = scenario.sweep.path if scenario.sweep else None
+    sweep = _sweep_fields(scenario)
+    skip = ("server", "engine", "sweep", "notes", DETAIL_KEY)
     flat = [{"server": r["server"], "engine": r["engine"], "sweep": r["sweep"],
-             **{k: v for k, v in r.items() if k not in ("server", "engine", "sweep", "notes")}} for r in rows]
+             **{k: v for k, v in r.items() if k not in skip}} for r in rows]
     doc = {"scenario": scenario.model_dump(mode="json"), "points": flat,
            "notes": {f"{r['server']} {r['sweep']}": r.get("notes", {}) for r in rows}}
     (out / "results.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    keys = [k for k in flat[0] if k != "sweep"]
+    keys = list(dict.fromkeys(k for r in flat for k in r if k != "sweep"))
     with (out / "results.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["server", *(["sweep." + sweep] if sweep else []), *keys[1:]])
+        writer.writerow(["server", *("sweep." + f for f in sweep), *keys[1:]])
         for r in flat:
-            writer.writerow([r["server"], *([r["sweep"][sweep]] if sweep else []), *(r[k] for k in keys[1:])])
+            writer.writerow([r["server"], *(r["sweep"][f] for f in sweep), *(r.get(k) for k in keys[1:])])
     bench = out / "bench"
     bench.mkdir(exist_ok=True)
-    for r, full in zip(flat, rows, strict=True):
-        tag = "_".join(f"{k.split('.')[-1]}{v}" for k, v in r["sweep"].items())
-        name = f"{r['server']}{'_' + tag if tag else ''}.json".replace("/", "-")
-        doc = _vllm_bench_json(scenario, r)
-        fleet = {k: v for k, v in full.get("notes", {}).items() if k in FLEET_NOTES}
-        if fleet:
-            doc["servesim"] = fleet
-        (bench / name).write_text(json.dumps(doc, indent=2, default=float) + "\n")
-    save_standard_plots(flat, sweep, out, scenario.name, scenario.workload.timeout_s)
+    date = dt.datetime.now().astimezone()
+    for r in rows:
+        point = scenario
+        for path, value in r["sweep"].items():
+            point = with_override(point, path, value)
+        (bench / bench_name(r)).write_text(json.dumps(point_bench(point, r, date)) + "\n")
+    save_standard_plots(flat, sweep[0] if sweep else None, out, run_title(scenario), scenario.workload.timeout_s)
     save_replica_plot([(f"{r['server']} {r['sweep'] or ''}".strip(), r.get("notes", {}).get("replica_rows", []))
                        for r in rows], out, scenario.name)
+
+
+def _check_out(out: Path | None) -> None:
+    """Refuse an --out that cannot be a results folder before anything runs."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file, not a folder; name a folder for the results (it is created if missing)")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        _fail(f"--out {out}: {parent} is a file, not a folder; name a folder whose parents are folders")
+
+
+def _say(text: str) -> None:
+    err_console.print(text, highlight=False)
+
+
+def profile_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per server: the cost profile that priced its passes, its kind and why, and its front end."""
+    seen: dict[tuple[str, str], str] = {}
+    for row in rows:
+        notes = row.get("notes") or {}
+        profile = str(notes.get("cost_profile", "-"))
+        key = (str(row["server"]), profile)
+        if key not in seen:
+            line = f"  {row['server']}: {profile} ({notes.get('cost_profile_kind', '?')}: {notes.get('cost_profile_reason', '?')})"
+            if "frontend" in notes:
+                line += f"; front end: {notes['frontend']}"
+            seen[key] = line
+    return list(seen.values())
 
 
 @app.command("run")
@@ -215,30 +141,50 @@ def run_cmd(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run sweep points in this many processes.")] = 1,
 ) -> None:
     """Simulate every server of a scenario (and its sweep); print the table; write results."""
+    from sim.cli.sweep import run_points
+
+    _check_out(out)
     try:
         scenario = _apply_sets(load_scenario(scenario_file), set_)
-        rows = _run_points(scenario, out, fast=not reference, jobs=jobs)
+        with Progress(console=err_console, transient=True) as progress:
+            task = progress.add_task("simulating", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            rows = run_points(scenario, out, fast=not reference, jobs=jobs, progress=advance, say=_say)
     except ScenarioError as err:
         _fail(_with_file(scenario_file, err))
     print_table(scenario, rows)
+    console.print("cost profiles (what priced each server's passes, and why):", highlight=False)
+    for line in profile_lines(rows):
+        console.print(line, highlight=False)
     if out is not None:
-        _write_outputs(scenario, rows, out)
+        try:
+            _write_outputs(scenario, rows, out)
+        except OSError as err:
+            _fail(f"--out {out}: cannot write the results ({err.strerror or err}); name a folder you can write")
         console.print(f"wrote {out}/results.json, results.csv, bench/*.json and the plots "
-                      "output_throughput.png, p99_e2el_ms.png, timeouts.png")
+                      "output_throughput.png, p99_ttft_ms.png, p99_e2el_ms.png, timeouts.png")
 
 
 @app.command("check")
-def check_cmd(files: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")]) -> None:
-    """Validate scenario files without running them (model fit, KV size, every field)."""
-    from sim.simulation import resolve_servers, sweep_scenarios
+def check_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Scenario files or folders (*.yaml, *.yml, *.toml in them).")],
+    full: Annotated[bool, typer.Option("--full", help="Parse every row of big trace and length files (default: their first 8 MiB).")] = False,
+) -> None:
+    """Check scenarios as run would, without simulating: every field, the engines' start-up
+    rules, memory, the run's size, and the trace and length files it reads."""
+    from sim.cli.check import check_scenario_file, scenario_paths
 
-    paths = [p for f in files for p in (sorted(f.rglob("*.y*ml")) if f.is_dir() else [f])]
+    try:
+        paths = scenario_paths(files)
+    except ScenarioError as err:
+        _fail(str(err))
     failed = 0
     for path in paths:
         try:
-            scenario = load_scenario(path)
-            for _, sc in sweep_scenarios(scenario):
-                resolve_servers(sc)
+            check_scenario_file(path, full)
             console.print(f"[green]ok[/] {path}")
         except ScenarioError as err:
             failed += 1
@@ -258,11 +204,13 @@ def main() -> None:
 
     if "changed since" in CORE.reason:  # an edited checkout: say why it runs at half speed
         err_console.print(f"[dim]note: {CORE.reason}[/dim]")
+    from sim.cli.workers import Terminated
+
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         err_console.print("interrupted; rerun the same command with the same --out to resume")
-        sys.exit(130)
+        sys.exit(143 if isinstance(err, Terminated) else 130)
 
 
 if __name__ == "__main__":

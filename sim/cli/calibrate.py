@@ -85,6 +85,22 @@ def print_validation(results: Any, summary: dict[str, Any]) -> None:
             goal = f" (target <= {target['target']:.0%}: {'met' if target['met'] else 'NOT met'})"
         text = "-" if value is None else f"{value:.1%}"
         wide.print(f"median |error| {key:12s} {text:>7s} over {count} expectation(s){goal}")
+    engines = summary.get("by_engine", {})
+    groups = [g for g in ("throughput", "TTFT p50", "TTFT p95/p99", "TPOT", "e2e p99", "ratio")
+              if any(g in v for v in engines.values())]
+    per_engine = Table(title="median |error| by engine and metric (n; target: throughput <= 10 %, TTFT and "
+                             "e2e p99 <= 15 %)", box=box.MARKDOWN)
+    per_engine.add_column("engine", justify="left", no_wrap=True)
+    for g in groups:
+        per_engine.add_column(g, justify="right", no_wrap=True)
+    for engine, cells in engines.items():
+        row = []
+        for g in groups:
+            c = cells.get(g)
+            mark = "" if c is None or c["met"] is None else (" ok" if c["met"] else " NOT met")
+            row.append("-" if c is None else f"{c['median_abs_error']:.1%} ({c['n']}){mark}")
+        per_engine.add_row(engine, *row)
+    wide.print(per_engine)
     wide.print(f"{summary['num_outside_bound']} expectation(s) outside their bound, "
                f"{summary['num_known_failures']} of them known failures (XFAIL); {summary['num_failed']} fail the run"
                + (f" (cases: {', '.join(summary['failed_cases'])})" if summary["failed_cases"] else ""))

@@ -33,6 +33,7 @@ import simpy
 from simpy.core import URGENT
 
 from sim.fleet.routers import FREE, LIVE, SCRAPE, RandomRouter, RoundRobin, Router, Snapshot
+from sim.frontend import FrontendCost
 from sim.recorder import Recorder
 from sim.requests import Phase, Request, Status
 from sim.scenario import RouterSpec
@@ -141,6 +142,9 @@ class Fleet:
         self.feeds = [ReplicaFeed(self, i) for i in range(n)]
         self.pending: list[tuple[float, int, Any]] = []  # through the station, not yet routed (a Request, or its index)
         self.seq = 0
+        self.frontends: list[FrontendCost] = []
+        """Each replica's front end (its API layer's delay before the engine sees a request)."""
+        self.api_free = [0.0] * n
         self.compact = False
         """Buffer routed requests as indices (set when independent replicas run one by one)."""
         self.indices_only = False
@@ -320,9 +324,22 @@ class Fleet:
         self.replica_of[rid] = i
         self.routed[i] += 1
         feed = self.feeds[i]
-        heapq.heappush(feed.heap, (d, seq, rid if self.compact else request))
+        heapq.heappush(feed.heap, (self.api(i, d), seq, rid if self.compact else request))
         if feed.server is not None:
             feed.server.kick()
+
+    def api(self, i: int, t: float) -> float:
+        """When a request the router hands to replica ``i`` at ``t`` reaches its engine: after
+        the replica's API layer (its front end's ``request_s``; in sending order with ``serial``),
+        as :class:`sim.frontend.FrontendClient` does for a lone server."""
+        fe = self.frontends[i] if self.frontends else None
+        if fe is None or fe.request_s <= 0:
+            return t
+        if fe.serial:
+            start = max(t, self.api_free[i])
+            self.api_free[i] = start + fe.request_s
+            return start + fe.request_s
+        return t + fe.request_s
 
     def reissue(self, i: int) -> Request:
         """Request ``i`` again from the open-loop client (a compact buffer keeps only its index;

@@ -77,7 +77,7 @@ class PdFleet(Fleet):
     def _deliver(self, i: int, t: float, request: Request) -> None:
         self.seq += 1
         feed = self.feeds[i]
-        heapq.heappush(feed.heap, (t, self.seq, request))
+        heapq.heappush(feed.heap, (self.api(i, t), self.seq, request))
         if feed.server is not None:
             feed.server.kick()
 

@@ -53,12 +53,13 @@ def resolve_fleet(spec: FleetSpec | ServerSpecT, model: ModelSpec, hardware: Har
     notes: dict[str, object] = {"replicas": len(replicas), "router": router.kind,
                                 "members": [r.label for r in replicas]}
     if not pd:
-        return ResolvedFleet(label, "fleet:" + "+".join(engines), None, None, None, replicas[0].weight_format,
-                             replicas[0].profile, notes, replicas, router)
+        return ResolvedFleet(label, "fleet:" + "+".join(engines), None, None, weight_format=replicas[0].weight_format,
+                             profile=replicas[0].profile, notes=notes, members=replicas, router=router)
     assert isinstance(spec, FleetSpec) and spec.decode is not None
     dtype = "f16" if spec.decode.kv_cache_dtype == "auto" else spec.decode.kv_cache_dtype
     kv = model.kv_bytes_per_token(kv_dtype_bytes(dtype))
     notes.update({"prefill_replicas": len(prefill), "decode_replicas": len(replicas),
                   "kv_bytes_per_token": kv, "connector": spec.kv_transfer.connector})
-    return ResolvedFleet(label, "fleet:pd", None, None, None, replicas[0].weight_format, replicas[0].profile, notes,
-                         replicas, router, prefill, spec.kv_transfer, kv)
+    return ResolvedFleet(label, "fleet:pd", None, None, weight_format=replicas[0].weight_format,
+                         profile=replicas[0].profile, notes=notes, members=replicas, router=router, prefill=prefill,
+                         kv_transfer=spec.kv_transfer, kv_bytes_per_token=kv)

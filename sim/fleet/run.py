@@ -72,6 +72,7 @@ def simulate_fleet(
     independent = fleet.independent and not prefill
     envs = [simpy.Environment() for _ in range(n)] if independent else [env] * n
     fleet.compact = independent
+    fleet.frontends = [m.frontend for m in members]
     fleet.indices_only = independent and fleet.content_free
     for server, feed, e in zip(servers, fleet.feeds, envs, strict=True):
         server.start(e, feed, recorder)
@@ -122,7 +123,8 @@ def simulate_fleet(
         length = max(len(c) for c in columns)
         samples = [[c[k] if k < len(c) else (0, 0, 0.0) for c in columns] for k in range(length)]
     else:
-        env.process(sample())
+        if n > 1:  # one replica: not sampled, so that its run is the lone server's to the last bit
+            env.process(sample())
         env.run()
     recorder.trim()
     stuck = np.flatnonzero(recorder.status == Status.IN_FLIGHT)

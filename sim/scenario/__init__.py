@@ -27,6 +27,7 @@ from sim.scenario.router import RouterSpec
 from sim.scenario.servers import (
     ConstantCostSpec,
     CostSpec,
+    FrontendSpec,
     LinearCostSpec,
     LlamaCppSpec,
     OllamaSpec,
@@ -38,6 +39,7 @@ from sim.scenario.servers import (
     ServerSpec,
     ServiceDistribution,
     SingleQueueSpec,
+    SpeculativeConfig,
     VllmSpec,
 )
 from sim.scenario.workload import (
@@ -68,6 +70,7 @@ __all__ = [
     "EmpiricalLength",
     "FixedLength",
     "FleetSpec",
+    "FrontendSpec",
     "GammaArrival",
     "HfConfigModel",
     "KvTransferSpec",
@@ -93,6 +96,7 @@ __all__ = [
     "ServiceDistribution",
     "SingleQueueSpec",
     "SloSpec",
+    "SpeculativeConfig",
     "Spec",
     "SweepSpec",
     "ThinkTime",

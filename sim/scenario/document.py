@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 from pydantic import (
     Field,
+    model_validator,
 )
 
 from sim.scenario.base import Spec
@@ -20,16 +22,71 @@ class HfConfigModel(Spec):
     hf_config: str
     """Path to config.json, relative to the scenario file."""
     id: str | None = None
-    """Model id for cost-profile matching (default: from the config's name or folder)."""
+    """Model id for cost-profile matching (default: the last part of the config's
+    ``_name_or_path``; a config without one needs this)."""
+
+
+def _check_field_path(path: str | None) -> None:
+    parts = (path or "").split(".")
+    if path is not None and (not path or any(not part for part in parts) or parts[0] in ("sweep", "base_dir")):
+        raise ValueError(
+            f"{path!r} is not a field to sweep; name one dotted field of the scenario, "
+            "e.g. workload.arrival.users or servers.vllm.max_num_seqs"
+        )
+
+
+def _check_scalars(values: list[Any]) -> None:
+    for value in values:
+        if isinstance(value, dict | list | tuple):
+            raise ValueError(
+                f"{value!r} is not a number, string or boolean: a sweep varies scalar fields "
+                "(e.g. path: workload.arrival.rate_per_s, values: [1, 2, 4]); to compare "
+                "arrival processes or server setups, list them as servers or write one scenario each"
+            )
 
 
 class SweepSpec(Spec):
-    """Run every server once per value of one dotted field."""
+    """Run every server once per value of one dotted field (``path`` and ``values``), or per
+    point of a grid over several fields (``grid``: every combination, or the lists zipped)."""
 
-    path: str
+    path: str | None = None
     """Dotted field, e.g. workload.arrival.users."""
-    values: list[Any] = Field(min_length=1)
-    """Values to try, in order."""
+    values: list[Any] | None = Field(min_length=1, default=None)
+    """Values to try, in order: numbers, strings, booleans or null (the field's default)."""
+    grid: dict[str, list[Any]] | None = None
+    """Several fields at once: dotted field -> values, e.g. {workload.arrival.users: [1, 8],
+    servers.vllm.max_num_seqs: [64, 256], hardware: [l40s, h100-sxm]}."""
+    mode: Literal["product", "zip"] = "product"
+    """Grid: every combination (product, the last field varying fastest) or the i-th value of
+    every list together (zip: the lists must have equal lengths)."""
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        single = self.path is not None or self.values is not None
+        if single == (self.grid is not None):
+            raise ValueError("give either path and values, or grid (e.g. grid: {workload.arrival.users: [1, 8]})")
+        if single and (self.path is None or self.values is None):
+            raise ValueError("give both path and values (e.g. path: workload.arrival.users, values: [1, 8])")
+        for path, values in ((self.path, self.values), *(self.grid or {}).items()):
+            _check_field_path(path)
+            _check_scalars(values or [])
+        if self.grid is not None:
+            if not self.grid or any(not v for v in self.grid.values()):
+                raise ValueError("every grid field needs at least one value")
+            if self.mode == "zip" and len({len(v) for v in self.grid.values()}) > 1:
+                sizes = ", ".join(f"{k}: {len(v)}" for k, v in self.grid.items())
+                raise ValueError(f"zip needs lists of equal length (got {sizes}); use mode: product or fix the lists")
+        return self
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every sweep point as {dotted field: value}, in run order."""
+        if self.grid is None:
+            assert self.path is not None and self.values is not None
+            return [{self.path: v} for v in self.values]
+        keys = list(self.grid)
+        combos = (itertools.product(*self.grid.values()) if self.mode == "product"
+                  else zip(*self.grid.values(), strict=True))
+        return [dict(zip(keys, combo, strict=True)) for combo in combos]
 
 
 class SloSpec(Spec):
@@ -48,8 +105,8 @@ class Scenario(Spec):
 
     name: str
     """Label used in tables, plots and result files."""
-    seed: int = 0
-    """Root of every random stream of the run."""
+    seed: int = Field(ge=0, default=0)
+    """Root of every random stream of the run (a non-negative integer)."""
     model: str | HfConfigModel
     """Catalog model id (e.g. llama-3.1-8b) or {hf_config: path/to/config.json}."""
     hardware: str | dict[str, Any]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from itertools import pairwise
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     Discriminator,
     Field,
     Tag,
+    model_validator,
 )
 
 from sim.scenario.base import Spec
@@ -34,6 +36,8 @@ class RooflineCostSpec(Spec):
     """Override: fixed seconds per physical forward pass."""
     seq_overhead_s: float | None = Field(ge=0, default=None)
     """Override: seconds per sequence in a pass (sampling, bookkeeping)."""
+    decode_batch_scale: dict[int, float] | None = None
+    """Override: GEMM-time multiplier of a pure decode pass by its number of sequences (knots)."""
 
 
 class ConstantCostSpec(Spec):
@@ -85,6 +89,22 @@ CostSpec = Annotated[
 ]
 
 
+class FrontendSpec(Spec):
+    """Costs outside the forward pass (API layer, tokenisation, streaming): sim/frontend.py."""
+
+    profile: str | None = None
+    """Front-end profile id (calibration/profiles/frontend/), or none; default: the fitted
+    profile for the engine, version and hardware class (engines), none (bare architectures)."""
+    request_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per request before the engine sees it (not occupying the engine)."""
+    serial: bool | None = None
+    """Override: request_s served by one worker, first come first served (vLLM's API process)."""
+    token_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per sampled sequence per pass, inside the engine loop."""
+    step_s: float | None = Field(ge=0, default=None)
+    """Override: seconds per pass, inside the engine loop."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Servers
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +125,11 @@ class ServerCommon(Spec):
     """Copies of this server, each on its own hardware, behind ``router`` (a fleet when > 1)."""
     router: RouterSpec | None = None
     """The router in front of the replicas (default with replicas > 1: round_robin)."""
+    expert_skew: float = Field(ge=0, default=0.0)
+    """Routing skew of a mixture-of-experts model: Zipf exponent of the experts' popularity (0 =
+    uniform routing). No measured distribution is cited; a what-if knob."""
+    frontend: FrontendSpec | None = None
+    """Per-request costs outside the forward pass (default: the engine's fitted front end)."""
 
     @property
     def label(self) -> str:
@@ -137,6 +162,80 @@ class OllamaSpec(ServerCommon):
     """Seconds to load the model when it is not loaded."""
     cold_start: bool = False
     """The model is not loaded when the run starts."""
+    sched_spread: bool = False
+    """OLLAMA_SCHED_SPREAD: always spread the model across all GPUs (default: the fewest that fit)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Speculative decoding
+# ---------------------------------------------------------------------------------------------
+def _check_acceptance(rate: float | None, rates: list[float] | None, prefix: str) -> None:
+    if rate is not None and rates is not None:
+        raise ValueError(f"give {prefix}acceptance_rate or {prefix}acceptance_rates, not both")
+    if rates is not None:
+        if not rates or any(not 0 <= r <= 1 for r in rates):
+            raise ValueError(f"{prefix}acceptance_rates must be a non-empty list of probabilities in [0, 1]")
+        if any(b > a for a, b in pairwise(rates)):
+            raise ValueError(
+                f"{prefix}acceptance_rates are P(the first i drafts are all accepted), so they cannot "
+                f"increase with i; got {rates}"
+            )
+
+
+class SpeculativeConfig(Spec):
+    """vLLM ``--speculative-config`` (V1 engine): drafts verified in one pass over k+1 tokens.
+
+    The acceptance (``acceptance_rate`` / ``acceptance_rates`` / ``proposal_rate``) is not a
+    vLLM option but a property of the model pair and the prompts; its defaults are the
+    published measurements in ``sim/catalog/speculative.yaml`` (see docs/speculative.md).
+    """
+
+    method: Literal["ngram", "eagle", "eagle3", "draft_model"] | None = None
+    """Drafter: ``ngram`` (prompt lookup on the CPU, free), ``eagle`` / ``eagle3`` (a one-layer
+    head of the target's shape), ``draft_model`` (the smaller model ``model``). Default:
+    draft_model when ``model`` is given."""
+    num_speculative_tokens: int = Field(ge=0, le=32)
+    """Draft tokens per request per step, k (vLLM's MAX_SPEC_LEN is 32; 0 turns speculation off)."""
+    model: str | None = None
+    """draft_model: the draft model's catalog id (e.g. llama-3.2-1b). eagle/eagle3: the head's
+    repository, recorded in the run's notes only (the head is priced from the target's shape)."""
+    acceptance_rate: float | None = Field(ge=0, le=1, default=None)
+    """Probability that a draft is accepted given that the drafts before it were, the same at
+    every position (i.i.d.). Default: the method's published acceptance."""
+    acceptance_rates: list[float] | None = None
+    """Per-position acceptance as vLLM reports it (and as its ``synthetic_acceptance_rates``):
+    P(the first i drafts are all accepted), i = 1..; positions past the list continue with its
+    last conditional rate. Default: the method's published acceptance."""
+    proposal_rate: float | None = Field(gt=0, le=1, default=None)
+    """Fraction of steps that propose drafts at all (ngram: steps whose prompt lookup finds a
+    match). Default: 1 for model drafters, the published match rate for ngram."""
+    num_speculative_tokens_per_batch_size: list[tuple[int, int, int]] | None = None
+    """vLLM's dynamic speculation (2026): ``[first, last, k]`` rows, e.g. ``[[1, 64, 3], [65,
+    128, 1], [129, 1024, 0]]``: k drafts while first <= running requests <= last;
+    num_speculative_tokens outside every row."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_acceptance(self.acceptance_rate, self.acceptance_rates, "")
+        method = self.method or ("draft_model" if self.model else None)
+        if method is None:
+            raise ValueError("set method (ngram, eagle, eagle3, draft_model) or a draft model")
+        if method == "draft_model" and not self.model:
+            raise ValueError("method draft_model needs model: the draft model's catalog id (e.g. llama-3.2-1b)")
+        if method == "ngram" and self.model:
+            raise ValueError("method ngram drafts from the prompt and takes no model; remove model")
+        for first, last, k in self.num_speculative_tokens_per_batch_size or []:
+            if not 1 <= first <= last or not 0 <= k <= self.num_speculative_tokens:
+                raise ValueError(
+                    f"num_speculative_tokens_per_batch_size row {[first, last, k]}: need 1 <= first <= last "
+                    f"and 0 <= k <= num_speculative_tokens ({self.num_speculative_tokens})"
+                )
+        return self
+
+    @property
+    def drafting_method(self) -> str:
+        """The method, inferred from ``model`` when not given."""
+        return self.method or "draft_model"
 
 
 class LlamaCppSpec(ServerCommon):
@@ -162,6 +261,36 @@ class LlamaCppSpec(ServerCommon):
     logits_all: bool = False
     """Compute logits (the LM head) for every prompt token, not only the last: llama-server never
     does; llama-cpp-python's OpenAI server does by default (its ``logits_all`` setting is True)."""
+    split_mode: Literal["none", "layer", "row"] = "layer"
+    """-sm: how a model is spread over several GPUs (the hardware's ``count``): ``layer`` (default)
+    contiguous layers per GPU with each layer's KV on its GPU, one device after another; ``row``
+    weight rows split, KV on the main GPU; ``none`` one GPU."""
+    tensor_split: list[float] | None = None
+    """-ts: proportions of the layers per GPU, e.g. [3, 1] (default: in proportion to free memory,
+    i.e. even over identical GPUs)."""
+    main_gpu: int = Field(ge=0, default=0)
+    """-mg: the GPU of ``split_mode: none`` and the one holding KV and results under ``row``."""
+    model_draft: str | None = None
+    """--model-draft: a draft model (catalog id, run in the server's weight format) that turns on
+    speculative decoding; each slot drafts with its own draft context."""
+    draft_max: int | None = Field(ge=0, le=64, default=None)
+    """--draft-max: draft tokens per slot per step (default 16; 0 turns speculation off)."""
+    draft_min: int | None = Field(ge=0, default=None)
+    """--draft-min: a draft shorter than this is dropped (default by build: 5 before ~b4800, 0 after)."""
+    draft_acceptance_rate: float | None = Field(ge=0, le=1, default=None)
+    """Probability that a draft token matches the target's, given the ones before it did
+    (i.i.d.); not a llama.cpp option. Default: the published draft-model acceptance."""
+    draft_acceptance_rates: list[float] | None = None
+    """Per position: P(the first i draft tokens are all accepted); not a llama.cpp option."""
+
+    @model_validator(mode="after")
+    def _draft_options(self) -> Self:
+        _check_acceptance(self.draft_acceptance_rate, self.draft_acceptance_rates, "draft_")
+        given = [name for name in ("draft_max", "draft_min", "draft_acceptance_rate", "draft_acceptance_rates")
+                 if getattr(self, name) is not None]
+        if given and self.model_draft is None:
+            raise ValueError(f"{', '.join(given)} need model_draft (--model-draft), the draft model's catalog id")
+        return self
 
 
 class VllmSpec(ServerCommon):
@@ -177,8 +306,8 @@ class VllmSpec(ServerCommon):
     """Most requests running at once (default 256; 1024 on >= 70 GiB non-A100 GPUs in >= 0.10)."""
     max_num_batched_tokens: int | None = Field(ge=1, default=None)
     """Token budget per pass (default 2048; 8192 on >= 70 GiB non-A100 GPUs in >= 0.10)."""
-    block_size: int = Field(ge=1, default=16)
-    """Tokens per KV block."""
+    block_size: Literal[1, 8, 16, 32, 64, 128] = 16
+    """Tokens per KV block (vLLM's CacheConfig accepts 1, 8, 16, 32, 64, 128; CUDA builds up to 32)."""
     gpu_memory_utilization: float = Field(gt=0, le=1, default=0.9)
     """Fraction of GPU memory vLLM may use (weights + activations + KV)."""
     max_model_len: int | None = Field(ge=16, default=None)
@@ -192,6 +321,20 @@ class VllmSpec(ServerCommon):
     max_num_queued_reqs: int | None = Field(ge=1, default=None)
     """--max-num-queued-reqs (vLLM PR #49445, 2026-07): HTTP 503 once this many requests are in
     flight, waiting + running (default: off, vLLM never rejects)."""
+    tensor_parallel_size: int = Field(ge=1, default=1)
+    """-tp: GPUs each layer's weights are sharded over (Megatron style; two all-reduces per layer)."""
+    pipeline_parallel_size: int = Field(ge=1, default=1)
+    """-pp: pipeline stages (layers split as vLLM's get_pp_indices; PP batches in flight)."""
+    data_parallel_size: int = Field(ge=1, default=1)
+    """-dp: engine replicas stepping together (each its own KV cache and scheduler share)."""
+    enable_expert_parallel: bool = False
+    """--enable-expert-parallel: each of the TP x DP ranks holds whole experts (MoE models only)."""
+    disable_custom_all_reduce: bool = False
+    """--disable-custom-all-reduce: NCCL for every all-reduce."""
+    pp_layer_partition: list[int] | None = None
+    """VLLM_PP_LAYER_PARTITION: layers per pipeline stage (must sum to the model's layers)."""
+    speculative_config: SpeculativeConfig | None = None
+    """Speculative decoding (vLLM >= 0.8, the V1 engine): method, num_speculative_tokens, draft model."""
 
 
 class SingleQueueSpec(ServerCommon):
@@ -245,8 +388,8 @@ class PagedBatchingSpec(ServerCommon):
     """Most running requests."""
     max_num_batched_tokens: int = Field(ge=1, default=2048)
     """Token budget per pass."""
-    block_size: int = Field(ge=1, default=16)
-    """Tokens per KV block."""
+    block_size: int = Field(ge=1, le=4096, default=16)
+    """Tokens per KV block (at most 4096)."""
     num_kv_blocks: int | None = Field(ge=1, default=None)
     """KV capacity in blocks (default: derived from gpu_memory_utilization)."""
     gpu_memory_utilization: float = Field(gt=0, le=1, default=0.9)

@@ -9,7 +9,7 @@ from pydantic import (
     model_validator,
 )
 
-from sim.scenario.base import Spec
+from sim.scenario.base import MAX_TOKENS, Spec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -20,7 +20,7 @@ class FixedLength(Spec):
 
     kind: Literal["fixed"] = "fixed"
     """Selects this variant (fixed)."""
-    value: int = Field(ge=1)
+    value: int = Field(ge=1, le=MAX_TOKENS)
     """Tokens."""
 
 
@@ -29,9 +29,9 @@ class UniformLength(Spec):
 
     kind: Literal["uniform"] = "uniform"
     """Selects this variant (uniform)."""
-    low: int = Field(ge=1)
+    low: int = Field(ge=1, le=MAX_TOKENS)
     """Smallest length (tokens)."""
-    high: int = Field(ge=1)
+    high: int = Field(ge=1, le=MAX_TOKENS)
     """Largest length (tokens), inclusive."""
 
     @model_validator(mode="after")
@@ -48,11 +48,11 @@ class LogNormalLength(Spec):
     """Selects this variant (lognormal)."""
     mean: float = Field(gt=0)
     """Mean length (tokens) before rounding and clipping."""
-    sigma: float = Field(ge=0, default=0.6)
-    """Standard deviation of log(length)."""
-    min: int = Field(ge=1, default=1)
+    sigma: float = Field(ge=0, le=10, default=0.6)
+    """Standard deviation of log(length) (at most 10)."""
+    min: int = Field(ge=1, le=MAX_TOKENS, default=1)
     """Lengths below are raised to this."""
-    max: int = Field(ge=1, default=1 << 20)
+    max: int = Field(ge=1, le=MAX_TOKENS, default=1 << 20)
     """Lengths above are lowered to this."""
 
 
@@ -69,7 +69,7 @@ class EmpiricalLength(Spec):
     """Length table or trace file, relative to the scenario file."""
     scale: float = Field(gt=0, default=1.0)
     """Multiply every length by this (rounded, at least 1)."""
-    max: int | None = Field(ge=1, default=None)
+    max: int | None = Field(ge=1, le=MAX_TOKENS, default=None)
     """Clip lengths above this."""
 
 
@@ -181,8 +181,13 @@ class ClosedLoopArrival(Spec):
     """Fixed pause between a response and the next request (shorthand for think_time)."""
     think_time: ThinkTime | None = None
     """Think-time distribution (overrides think_time_s)."""
-    ramp_up_s: float = Field(ge=0, default=0.0)
-    """Users start evenly spread over this many seconds (0: all at once)."""
+    ramp_up_s: float = Field(ge=0, default=0.0, allow_inf_nan=False)
+    """Users start evenly spread over this many seconds (user u at u x ramp_up_s / users);
+    0: no ramp (see start_spread_s)."""
+    start_spread_s: float = Field(ge=0, default=1.0, allow_inf_nan=False)
+    """Without a ramp, each user sends its first request at an offset drawn uniformly from
+    [0, start_spread_s) with the scenario's seed, as load generators start their users one by
+    one; so users are not in lock-step. 0: every user starts at t = 0 (servesim 0.1)."""
     turns: int = Field(ge=1, default=1)
     """Turns per conversation: each next prompt carries the whole history (previous prompts and
     answers) plus a new message drawn from prompt_tokens, so prefix caches can reuse it."""

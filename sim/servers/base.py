@@ -23,10 +23,23 @@ from sim.requests import Phase, Request, Status
 from sim.servers.decode_set import DecodeSet
 from sim.shapes import BatchShape
 
-__all__ = ["Client", "IterationServer", "Scheduler", "Step"]
+__all__ = ["Client", "DraftPass", "IterationServer", "Scheduler", "Step"]
 
 INF = float("inf")
 FinishHook = Callable[[Request, float, Status], None]
+
+
+@dataclass(slots=True)
+class DraftPass:
+    """The drafts a speculating server verifies in a pass (see :mod:`sim.servers.speculative`)."""
+
+    members: list[tuple[Request, int]]
+    """Decoding sequences and the draft tokens each verifies (0: none this step)."""
+    tokens: int
+    pairs: float
+    seqs: int
+    depth: int
+    context: int
 
 
 @dataclass(slots=True)
@@ -38,11 +51,13 @@ class Step:
     """Whether the decode set takes part (vLLM V0's prefill passes leave it waiting)."""
     num_decode_seqs: int = 0
     context_tokens: int = 0
+    drafts: DraftPass | None = None
+    """Speculative decoding: draft tokens verified with the decode set (None: not speculating)."""
 
     @property
     def plain(self) -> bool:
         """A pass of decode tokens only, which can be repeated without a decision."""
-        return not self.chunks and self.decode and self.num_decode_seqs > 0
+        return not self.chunks and self.decode and self.num_decode_seqs > 0 and self.drafts is None
 
     def shape(self) -> BatchShape:
         """What the accelerator sees in this pass."""
@@ -54,7 +69,11 @@ class Step:
             seqs += 1
             past += done
             pairs += chunk * (done + (chunk + 1) / 2)
-        return BatchShape(tokens, seqs, past, pairs, self.num_decode_seqs, self.context_tokens)
+        drafts = self.drafts
+        if drafts is None:
+            return BatchShape(tokens, seqs, past, pairs, self.num_decode_seqs, self.context_tokens)
+        return BatchShape(tokens, seqs, past, pairs, self.num_decode_seqs, self.context_tokens,
+                          drafts.tokens, drafts.pairs, drafts.seqs, drafts.depth, drafts.context)
 
 
 class Client(Protocol):

@@ -47,9 +47,32 @@ def _head(path: Path, size: int = 1 << 20) -> tuple[str, list[str]]:
     """The first ``size`` bytes of a file as text, and its first two lines."""
     with open(path, "rb") as f:
         data = f.read(size)
+    if b"\x00" in data:
+        raise _err(path, data[: data.index(b"\x00")].count(b"\n") + 1, "a NUL byte: this is a binary file, not a trace",
+                   f"give a text trace ({formats_help()})")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(data) - 4:  # (not a character cut by the end of the sample)
+            raise _err(path, data[: exc.start].count(b"\n") + 1, f"byte {data[exc.start]:#04x} is not UTF-8 text",
+                       "save the file as UTF-8 (or plain ASCII) text") from None
     text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
     return text, text.split("\n", 2)[:2]
 
+
+def _sniff(reader: object, text: str, first: str, second: str) -> bool:
+    try:
+        return bool(reader.sniff(text, first, second))  # type: ignore[attr-defined]
+    except (csv.Error, ValueError):
+        return False
+
+
+
+def _is_length_table(first: str) -> bool:
+    try:
+        return set(LENGTH_COLS) <= {name.strip() for name in next(csv.reader([first]), [])}
+    except csv.Error:
+        return False
 
 
 def detect_format(path: str | Path) -> TraceFormat:
@@ -65,11 +88,11 @@ def detect_format(path: str | Path) -> TraceFormat:
         raise _err(path, 1, "empty first line", f"expected one of: {formats_help()}")
     second = lines[1] if len(lines) > 1 else ""
     for reader in READERS.values():
-        if reader.sniff(text, first, second):
+        if _sniff(reader, text, first, second):
             return reader.name  # type: ignore[return-value]
     if first.startswith(("{", "[")):
         raise _err(path, 1, "JSON of an unknown trace format", f"expected {formats_help()}")
-    if set(LENGTH_COLS) <= {name.strip() for name in next(csv.reader([first]))}:
+    if _is_length_table(first):
         raise _err(path, 1, "a length table (no arrival times), not a trace",
                    "read it with read_length_table()")
     raise _err(path, 1, f"unknown header `{first[:200]}`", f"expected one of: {formats_help()}")
@@ -120,7 +143,10 @@ def read_length_table(path: str | Path) -> LengthTable:
     """
     path = Path(path)
     _, lines = _head(path)
-    header = {name.strip() for name in next(csv.reader([lines[0]]), [])} if lines else set()
+    try:
+        header = {name.strip() for name in next(csv.reader([lines[0]]), [])} if lines else set()
+    except csv.Error:
+        header = set()
     if not set(LENGTH_COLS) <= header or "arrived_at" in header:
         trace = read_trace(path)
         return LengthTable(str(path), trace.prompt_tokens, trace.output_tokens)
@@ -128,4 +154,6 @@ def read_length_table(path: str | Path) -> LengthTable:
     prompt = _int_column(cols["num_prefill_tokens"], where, path, "num_prefill_tokens")
     output = _int_column(cols["num_decode_tokens"], where, path, "num_decode_tokens")
     keep = (prompt > 0) & (output > 0)
+    if not keep.any():
+        raise _err(path, 2, "no row with both lengths above 0", "add at least one usable row")
     return LengthTable(str(path), prompt[keep], output[keep])

@@ -90,6 +90,9 @@ class ClosedLoopClient:
         users: int = workload.users
         spacing = workload.ramp_up_s / users if users else 0.0
         self._pending: list[tuple[float, int, int]] = [(u * spacing, u, u) for u in range(users)]
+        if workload.start_s is not None:  # per-user start offsets drawn from the seed
+            self._pending = [(float(t), u, u) for u, t in enumerate(workload.start_s.tolist())]
+            heapq.heapify(self._pending)
         self._seq = users
         self._history = [0] * users  # tokens of the conversation so far, per user
         self._turn = [0] * users

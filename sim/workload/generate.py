@@ -27,6 +27,7 @@ from sim.scenario import (
     UniformLength,
     WorkloadSpec,
 )
+from sim.scenario.base import MAX_TOKENS
 from sim.traces import TraceError, read_length_table, read_trace
 from sim.workload.table import INF, Workload
 
@@ -171,11 +172,26 @@ def _trace_workload(
         prompt, output = trace.prompt_tokens[:n], trace.output_tokens[:n]
     else:
         prompt, output = _sample_lengths(w, n, rng, base_dir)
+    _check_token_counts(prompt, output)
     hashes = trace.hash_ids[:n] if trace.hash_ids is not None and spec.use_lengths else None
     return Workload(
         prompt.astype(np.int64), output.astype(np.int64), times,
         timeout_s=w.timeout_s or INF, block_hashes=hashes, hash_block_tokens=trace.hash_block_tokens or 0,
     )
+
+
+def _check_token_counts(prompt: np.ndarray, output: np.ndarray, turns: int = 1) -> None:
+    """Refuse lengths the records cannot count (32 bits), before the run starts."""
+    if not prompt.size:
+        return
+    longest = int(prompt.max()) + int(output.max())
+    if longest > MAX_TOKENS or turns * longest >= 2**31:
+        what = f"{turns} turns of up to {longest} tokens" if turns > 1 else f"a request of {longest} tokens"
+        raise ScenarioError(
+            f"workload: {what} is more than servesim counts (prompt + output <= {MAX_TOKENS}, and a whole "
+            "conversation < 2**31 tokens); lower the lengths (a max: on the length spec, or "
+            "length_scale / max_context_tokens on a trace)" + (" or turns" if turns > 1 else "")
+        )
 
 
 def generate_workload(
@@ -202,10 +218,15 @@ def generate_workload(
             think_s = think_rng.exponential(think.mean_s, n)
         else:
             think_s = np.full(n, think.mean_s if think is not None else arrival.think_time_s)
+        _check_token_counts(prompt, output, arrival.turns)
+        start_s = None
+        if arrival.ramp_up_s == 0 and arrival.start_spread_s > 0:
+            start_s = arrivals_rng.uniform(0.0, arrival.start_spread_s, arrival.users)
         return Workload(
             prompt, output, None, think_s, arrival.users, arrival.ramp_up_s, w.timeout_s or INF,
-            turns=arrival.turns,
+            turns=arrival.turns, start_s=start_s,
         )
     times = _open_loop_times(w, arrivals_rng)
     prompt, output = _sample_lengths(w, times.size, lengths_rng, base_dir)
+    _check_token_counts(prompt, output)
     return Workload(prompt, output, times, timeout_s=w.timeout_s or INF)

@@ -25,6 +25,8 @@ class Workload:
     hash_block_tokens: int = 0
     turns: int = 1
     """Closed loop: turns per conversation (prompts carry the history)."""
+    start_s: np.ndarray | None = None
+    """Closed loop: when each user sends its first request (None: evenly over ``ramp_up_s``)."""
 
     def __len__(self) -> int:
         return int(self.prompt_tokens.size)

@@ -1,42 +1,20 @@
-"""Metrics of a run, computed once from per-request timestamps (definitions in the README).
+"""Inter-token-latency statistics from the recorder's segments (exact, without expanding them).
 
-Names follow ``vllm bench serve``: ``completed``, ``request_throughput``, ``output_throughput``,
-``total_token_throughput`` and mean/median/std/p90/p95/p99 of ``ttft_ms``, ``tpot_ms``, ``itl_ms``
-and ``e2el_ms``; plus ``timeouts``, ``rejected``, ``cancelled`` and ``in_flight``.
-
-Steady state: the first ``warmup`` requests (by arrival order) are left out, and the
-measurement window runs from the arrival of the first counted request to the arrival of the
-last request, so the start-up transient and the drain after the last arrival are excluded.
-Throughputs count what completed inside the window; latencies are over the counted requests.
+The recorder keeps ITLs as segments ``(gap0, slope, count, weight)``: ``count`` passes whose
+gaps are ``gap0 + slope * j``, each giving one token to ``weight`` requests. The statistics are
+those of the pooled, token-weighted gaps, as if every gap were listed once per token.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from sim.recorder import Recorder
-from sim.requests import Status
-
-__all__ = ["summarize"]
+__all__ = ["STATS", "itl_stats"]
 
 STATS = ("mean", "median", "std", "p90", "p95", "p99")
-
-
-def _stats(name: str, values_ms: np.ndarray) -> dict[str, float]:
-    if values_ms.size == 0:
-        return {f"{s}_{name}": math.nan for s in STATS}
-    return {
-        f"mean_{name}": float(np.mean(values_ms)),
-        f"median_{name}": float(np.median(values_ms)),
-        f"std_{name}": float(np.std(values_ms)),
-        f"p90_{name}": float(np.percentile(values_ms, 90)),
-        f"p95_{name}": float(np.percentile(values_ms, 95)),
-        f"p99_{name}": float(np.percentile(values_ms, 99)),
-    }
 
 
 class _SlopedCounter:
@@ -153,68 +131,3 @@ def itl_stats(g0: np.ndarray, slope: np.ndarray, count: np.ndarray, weight: np.n
         "p95_itl_ms": quantile(0.95) * 1e3,
         "p99_itl_ms": quantile(0.99) * 1e3,
     }
-
-
-def window(rec: Recorder, warmup: int) -> tuple[int, float, float]:
-    """(first counted request, window start, window end)."""
-    n = rec.num_arrived
-    order = np.argsort(rec.arrival_s[:n], kind="stable")
-    first = min(warmup, max(n - 1, 0))
-    t0 = float(rec.arrival_s[order[first]]) if n else 0.0
-    t1 = float(rec.arrival_s[order[-1]]) if n else 0.0
-    if t1 - t0 <= 0:  # too few requests for a steady-state window: use the whole run
-        first, t0 = 0, float(np.nanmin(rec.arrival_s[:n])) if n else 0.0
-        t1 = float(np.nanmax(rec.finish_s[:n])) if n and np.any(np.isfinite(rec.finish_s[:n])) else t0
-    return first, t0, t1
-
-
-def summarize(rec: Recorder, warmup: int, slo: dict[str, float] | None = None) -> dict[str, Any]:
-    """All metrics of one run as a flat dict (JSON-able)."""
-    n = rec.num_arrived
-    status = rec.status[:n]
-    first, t0, t1 = window(rec, warmup)
-    t, g0, slope, count, weight = rec.itl_columns()
-    keep = (t >= t0) & (t <= t1)
-    # first, so that its temporaries and the per-request arrays below are not alive together
-    itl = itl_stats(*(column[keep].astype(float) for column in (g0, slope, count, weight)))
-    del keep
-    counted = rec.arrival_s[:n] >= t0
-    done = counted & (status == Status.COMPLETED)
-    span = max(t1 - t0, 1e-12)
-    in_window = (status == Status.COMPLETED) & (rec.finish_s[:n] >= t0) & (rec.finish_s[:n] <= t1)
-    out_tokens = rec.generated[:n]
-    arrival, first_tok, finish = rec.arrival_s[:n], rec.first_token_s[:n], rec.finish_s[:n]
-    e2el = (finish - arrival)[done] * 1e3
-    ttft = (first_tok - arrival)[done] * 1e3
-    multi = done & (out_tokens > 1)
-    tpot = ((finish - first_tok) / np.maximum(out_tokens - 1, 1))[multi] * 1e3
-    result: dict[str, Any] = {
-        "arrived": int(n),
-        "counted": int(np.sum(counted)),
-        "completed": int(np.sum(done)),
-        "timeouts": int(np.sum(counted & (status == Status.TIMEOUT))),
-        "rejected": int(np.sum(counted & (status == Status.REJECTED))),
-        "cancelled": int(np.sum(counted & (status == Status.CANCELLED))),
-        "in_flight": int(np.sum(counted & (status == Status.IN_FLIGHT))),
-        "duration": span,
-        "total_input_tokens": int(np.sum(rec.prompt_tokens[:n][done])),
-        "total_output_tokens": int(np.sum(out_tokens[done])),
-        "request_throughput": float(np.sum(in_window)) / span,
-        "output_throughput": float(np.sum(out_tokens[in_window])) / span,
-        "total_token_throughput": float(np.sum(out_tokens[in_window]) + np.sum(rec.prompt_tokens[:n][in_window])) / span,
-        **_stats("ttft_ms", ttft),
-        **_stats("tpot_ms", tpot),
-        **itl,
-        **_stats("e2el_ms", e2el),
-        "num_preemptions": int(np.sum(rec.num_preemptions[:n])),
-        "prefix_cache_hit_rate": float(np.sum(rec.cached_tokens[:n][done]) / max(np.sum(rec.prompt_tokens[:n][done]), 1)),
-        "busy_fraction": min(rec.busy_s / max(float(np.nanmax(finish)) if n and np.any(np.isfinite(finish)) else 1.0, 1e-12), 1.0),
-    }
-    if slo:
-        good = done.copy()
-        for key, arr in (("ttft_ms", (first_tok - arrival) * 1e3), ("e2el_ms", (finish - arrival) * 1e3),
-                         ("tpot_ms", (finish - first_tok) / np.maximum(out_tokens - 1, 1) * 1e3)):
-            if slo.get(key) is not None:
-                good &= arr <= slo[key]
-        result["request_goodput"] = float(np.sum(good & in_window)) / span
-    return result
