@@ -50,8 +50,8 @@ def resolve_fleet(spec: FleetSpec | ServerSpecT, model: ModelSpec, hardware: Har
             raise EngineError(f"prefill: {err}") from None
     label = spec.label
     engines = sorted({r.engine for r in replicas})
-    notes: dict[str, object] = {"replicas": len(replicas), "router": router.kind,
-                                "members": [r.label for r in replicas]}
+    notes: dict[str, object] = {k: v for k, v in replicas[0].notes.items() if k.startswith("cost_profile")}
+    notes.update({"replicas": len(replicas), "router": router.kind, "members": [r.label for r in replicas]})
     if not pd:
         return ResolvedFleet(label, "fleet:" + "+".join(engines), None, None, weight_format=replicas[0].weight_format,
                              profile=replicas[0].profile, notes=notes, members=replicas, router=router)
