@@ -12,16 +12,15 @@ import simpy
 from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
 from sim.executor import Executor
+from sim.fleet import ResolvedFleet, build_server, replica_rows, resolve_fleet, simulate_fleet
 from sim.frontend import wrap_client
 from sim.limits import check_size
 from sim.metrics import summarize
 from sim.recorder import Recorder
 from sim.requests import Status
-from sim.scenario import Scenario, ScenarioError, with_override
+from sim.scenario import Scenario, ScenarioError, is_fleet, with_override
 from sim.servers.base import IterationServer
-from sim.servers.paged import PagedPolicy, PagedScheduler
-from sim.servers.request_level import RequestLevelServer, service_distribution
-from sim.servers.slots import SlotPolicy, SlotScheduler
+from sim.servers.request_level import RequestLevelServer
 from sim.servers.speculative import SpeculativePagedScheduler, SpeculativeSlotScheduler
 from sim.workload import Workload, generate_workload, make_client
 from sim.workload.table import INF
@@ -62,7 +61,7 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
     out = []
     for i, spec in enumerate(scenario.servers):
         try:
-            out.append(resolve_server(spec, model, hardware))
+            out.append(resolve_fleet(spec, model, hardware) if is_fleet(spec) else resolve_server(spec, model, hardware))
         except (EngineError, CatalogError) as err:
             raise ScenarioError(f"servers.{i}: {err}") from None
     check_size(scenario, out)  # before anything the size of the run is allocated
@@ -70,23 +69,7 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
 
 
 def _build(resolved: ResolvedServer, workload: Workload, fast: bool, seed: int) -> IterationServer | RequestLevelServer:
-    if resolved.service is not None:
-        assert isinstance(resolved.policy, SlotPolicy)
-        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3])
-        service = service_distribution(resolved.service.distribution).sample(rng, len(workload))
-        return RequestLevelServer(resolved.policy.num_slots, service)
-    assert resolved.cost is not None
-    spec = resolved.speculative
-    if spec is not None:  # the acceptance stream: a child of the seed of its own
-        stream = int(np.random.SeedSequence(seed).spawn(5)[4].generate_state(1)[0])
-        if isinstance(resolved.policy, PagedPolicy):
-            return IterationServer(SpeculativePagedScheduler(resolved.policy, spec, stream), resolved.cost, fast=fast)
-        assert isinstance(resolved.policy, SlotPolicy)
-        return IterationServer(SpeculativeSlotScheduler(resolved.policy, spec, stream), resolved.cost, fast=fast)
-    if isinstance(resolved.policy, PagedPolicy):
-        return IterationServer(PagedScheduler(resolved.policy), resolved.cost, fast=fast)
-    assert isinstance(resolved.policy, SlotPolicy)
-    return IterationServer(SlotScheduler(resolved.policy), resolved.cost, fast=fast)
+    return build_server(resolved, len(workload), fast, seed)
 
 
 def _spec_metrics(server: IterationServer | RequestLevelServer) -> dict[str, float]:
@@ -152,12 +135,35 @@ def run_server(
     """Run server ``index`` of the scenario (``start`` starts the built server: see simulate)."""
     resolved = resolve_servers(scenario)[index]
     workload = workload if workload is not None else scenario_workload(scenario)
+    if isinstance(resolved, ResolvedFleet):
+        return _run_fleet(scenario, resolved, workload, fast, sweep)
     counters: dict[str, float] = {}
     recorder = simulate(scenario, resolved, workload, fast=fast, counters=counters, start=start)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = {**summarize(recorder, _warmup(scenario, recorder.num_arrived), slo), **counters}
     notes = {**resolved.notes, "weight_format": resolved.weight_format}
     return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
+
+
+def _run_fleet(
+    scenario: Scenario, resolved: ResolvedFleet, workload: Workload, fast: bool, sweep: dict[str, Any] | None
+) -> PointResult:
+    w = scenario.workload
+    try:
+        fleet = simulate_fleet(resolved.members, resolved.router, workload, num_requests=w.num_requests,
+                               duration_s=w.duration_s if w.duration_s else INF, seed=scenario.seed, fast=fast,
+                               prefill=resolved.prefill, kv_transfer=resolved.kv_transfer,
+                               kv_bytes_per_token=resolved.kv_bytes_per_token)
+    except ValueError as err:
+        raise ScenarioError(f"fleet {resolved.label!r}: {err}") from None
+    warmup = _warmup(scenario, fleet.recorder.num_arrived)
+    metrics = summarize(fleet.recorder, warmup, scenario.slo.model_dump() if scenario.slo else None)
+    notes = {**resolved.notes, "router_decisions": fleet.decisions, "router_rejected": fleet.router_rejected,
+             "attempts": fleet.attempts, "retries": fleet.attempts - fleet.recorder.num_arrived, "shed_429": fleet.shed,
+             "sample_s": fleet.sample_s, "replica_rows": replica_rows(fleet, warmup), **fleet.pd}
+    result = PointResult(resolved.label, resolved.engine, sweep or {}, metrics, fleet.recorder, notes)
+    result.fleet = fleet  # type: ignore[attr-defined]
+    return result
 
 
 def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenario]]:

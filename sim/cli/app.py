@@ -72,6 +72,7 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
     import datetime as dt
 
     from sim.results.bench import DETAIL_KEY, bench_name, point_bench
+    from sim.results.fleet_plots import save_replica_plot
     from sim.results.plots import run_title, save_standard_plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,8 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
             point = with_override(point, path, value)
         (bench / bench_name(r)).write_text(json.dumps(point_bench(point, r, date)) + "\n")
     save_standard_plots(flat, sweep[0] if sweep else None, out, run_title(scenario), scenario.workload.timeout_s)
+    save_replica_plot([(f"{r['server']} {r['sweep'] or ''}".strip(), r.get("notes", {}).get("replica_rows", []))
+                       for r in rows], out, scenario.name)
 
 
 def _check_out(out: Path | None) -> None:
