@@ -239,6 +239,22 @@ def test_pd_ttft_is_prefill_plus_transfer_plus_one_decode_step() -> None:
     assert local.metrics["mean_ttft_ms"] == pytest.approx(100.0) and local.notes["local_prefills"] == 1
 
 
+def test_pd_link_from_the_hardware_catalog() -> None:
+    """kv_transfer.link takes the catalog interconnect's per-direction bandwidth: the same TTFT as
+    giving that bandwidth by hand; an unknown link or both at once are clean errors."""
+    from sim.catalog.interconnects import get_link
+
+    gb_s = get_link("nvlink4-nvswitch").per_direction_gb_s
+    by_link = _pd(1000, link="nvlink4-nvswitch", setup_s=0.002, hop_s=0.001)
+    by_hand = _pd(1000, bandwidth_gb_s=gb_s, setup_s=0.002, hop_s=0.001)
+    assert by_link.metrics["mean_ttft_ms"] == by_hand.metrics["mean_ttft_ms"]
+    assert by_link.notes["kv_link"] == f"nvlink4-nvswitch: {gb_s:g} GB/s"
+    with pytest.raises(ScenarioError, match="kv_transfer.link: unknown interconnect 'warp-drive'; valid: "):
+        _pd(1000, link="warp-drive")
+    with pytest.raises(ScenarioError, match="link .*or bandwidth_gb_s, not both"):
+        _pd(1000, link="nvlink4-nvswitch", bandwidth_gb_s=10.0)
+
+
 def test_pd_pools_must_move_kv() -> None:
     for bad in ({"kind": "fleet", "prefill": {"engine": "ollama"}, "decode": {"engine": "vllm"}},
                 {"kind": "fleet", "prefill": {"engine": "vllm"}},

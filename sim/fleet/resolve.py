@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sim.catalog import CatalogError, HardwareSpec, ModelSpec, kv_dtype_bytes
+from sim.catalog.interconnects import get_link
 from sim.engines import EngineError, ResolvedServer, ServerSpecT, resolve_server
 from sim.scenario import FleetSpec, KvTransferSpec, RouterSpec
 
@@ -56,10 +57,18 @@ def resolve_fleet(spec: FleetSpec | ServerSpecT, model: ModelSpec, hardware: Har
         return ResolvedFleet(label, "fleet:" + "+".join(engines), None, None, weight_format=replicas[0].weight_format,
                              profile=replicas[0].profile, notes=notes, members=replicas, router=router)
     assert isinstance(spec, FleetSpec) and spec.decode is not None
+    transfer = spec.kv_transfer
+    if transfer.link is not None:  # the catalog's link sets the bandwidth
+        try:
+            link = get_link(transfer.link)
+        except CatalogError as err:
+            raise EngineError(f"kv_transfer.link: {err}") from None
+        transfer = transfer.model_copy(update={"bandwidth_gb_s": link.per_direction_gb_s})
     dtype = "f16" if spec.decode.kv_cache_dtype == "auto" else spec.decode.kv_cache_dtype
     kv = model.kv_bytes_per_token(kv_dtype_bytes(dtype))
     notes.update({"prefill_replicas": len(prefill), "decode_replicas": len(replicas),
-                  "kv_bytes_per_token": kv, "connector": spec.kv_transfer.connector})
+                  "kv_bytes_per_token": kv, "connector": transfer.connector,
+                  "kv_link": f"{transfer.link or 'fleet spec'}: {transfer.bandwidth_gb_s:g} GB/s"})
     return ResolvedFleet(label, "fleet:pd", None, None, weight_format=replicas[0].weight_format,
                          profile=replicas[0].profile, notes=notes, members=replicas, router=router, prefill=prefill,
-                         kv_transfer=spec.kv_transfer, kv_bytes_per_token=kv)
+                         kv_transfer=transfer, kv_bytes_per_token=kv)

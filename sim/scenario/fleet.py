@@ -15,12 +15,22 @@ from sim.scenario.servers import ServerSpec
 class KvTransferSpec(Spec):
     """How the KV of a prompt moves from the prefill pool to the decode pool (FLEETS.md §6)."""
 
+    @model_validator(mode="after")
+    def _one_bandwidth(self) -> KvTransferSpec:
+        if self.link is not None and "bandwidth_gb_s" in self.model_fields_set:
+            raise ValueError("give kv_transfer.link (a catalog interconnect) or bandwidth_gb_s, not both")
+        return self
+
     connector: Literal["nixl_pull", "p2p_push"] = "nixl_pull"
     """nixl_pull: vLLM NixlConnector (the proxy sends to D after P answers; D pulls the whole KV);
     p2p_push: P2pNcclConnector (P pushes the KV to D as soon as it is computed)."""
     bandwidth_gb_s: float = Field(gt=0, default=50.0)
     """Effective link bandwidth, GB/s (default: one 400 Gb/s IB NDR port, nominal; Mooncake
     measured 87 GB/s over 4x200 Gb/s RoCE)."""
+    link: str | None = None
+    """An interconnect of the hardware catalog (sim/catalog/interconnects.yaml, e.g.
+    ``nvlink4-nvswitch`` when P and D share one NVSwitch node): its per-direction bandwidth
+    replaces ``bandwidth_gb_s`` (give one or the other)."""
     setup_s: float = Field(ge=0, default=0.001)
     """Fixed seconds per transfer (registration, notification)."""
     hop_s: float = Field(ge=0, default=0.0005)
