@@ -318,6 +318,12 @@ class _RecordingLoop:
                 b.sync(list(b.open.values()), now)  # timeline
             if step is None:
                 wake = min(client.next_arrival_s(), server._next_deadline(deadlines), scheduler.wake_at())
+                if server.wakeable:
+                    kicked = server._kicked = env.event()
+                    yield kicked if wake == INF else env.any_of([kicked, env.timeout(max(wake - env.now, 0.0))])
+                    server._kicked = None
+                    now = env.now
+                    continue
                 if wake == INF:
                     return
                 yield env.timeout(max(wake - env.now, 0.0))
