@@ -60,6 +60,9 @@ def request_tpot_s(first: np.ndarray, end: np.ndarray, tokens: np.ndarray) -> np
 
 def summarize(rec: Recorder, warmup: int, slo: dict[str, float] | None = None) -> dict[str, Any]:
     """All metrics of one run as a flat dict (JSON-able); ``steady.*`` keys for the window."""
+    # the ITL statistics first: their float64 copies of every segment are freed before the
+    # per-request columns below are built (peak memory, bench/speed.py)
+    itl = itl_stats(*(column.astype(float) for column in rec.itl_columns()[1:]))
     n = rec.num_arrived
     status = rec.status[:n]
     arrival, first_tok = rec.arrival_s[:n], rec.first_token_s[:n]
@@ -77,7 +80,6 @@ def summarize(rec: Recorder, warmup: int, slo: dict[str, float] | None = None) -
     def per_s(x: float) -> float:
         return x / duration if duration > 0 else math.nan
 
-    itl = itl_stats(*(column.astype(float) for column in rec.itl_columns()[1:]))
     e2el_s = (end - arrival)[ok]
     ttft_s = (first_tok - arrival)[ok]
     tpot_all = request_tpot_s(first_tok[ok], end[ok], out_tokens[ok])

@@ -20,41 +20,44 @@ import numpy as np
 __all__ = ["peak_buckets"]
 
 
-def _token_buckets(head: np.ndarray, gap: np.ndarray, tokens: np.ndarray, t0: float, size: int) -> np.ndarray:
-    """Tokens per bucket: request i's tokens at head_i, head_i + gap_i, ... (added one by one)."""
+def peak_buckets(start: np.ndarray, first: np.ndarray, end: np.ndarray, tokens: np.ndarray) -> tuple[float, int]:
+    """(max_output_tokens_per_s, max_concurrent_requests) of the successful requests given.
+
+    ``start``, ``first``, ``end``: absolute times (sent, first token, last token) of each
+    successful request; ``tokens``: its output tokens. (0.0, 0) when there are none. The
+    arithmetic is vLLM's (``stop = start + latency``, tokens at ``start + ttft`` plus equal
+    gaps); temporaries are dropped as soon as they are used (peak memory, bench/speed.py).
+    """
+    if start.size == 0:
+        return 0.0, 0
+    t0 = float(np.min(start))
+    stop = end - start  # latency
+    stop += start  # start + latency
+    size = int(np.ceil(float(np.max(stop)) - t0)) + 1
+    stop -= t0
+    edges = np.bincount((start - t0).astype(np.int64), minlength=size + 1)[: size + 1]
+    edges -= np.bincount(stop.astype(np.int64) + 1, minlength=size + 1)[: size + 1]
+    del stop
+    max_concurrent = int(np.max(np.cumsum(edges)[:size]))
+    del edges
+    k = tokens.astype(np.int64)
+    gap = end - first
+    gap /= np.maximum(k - 1, 1)
+    gap[k <= 1] = 0.0
+    t = first - start  # ttft
+    t += start  # start + ttft: each request's first token
+    # tokens per bucket, added one by one: longest requests first, so the live ones are a prefix
+    order = np.argsort(-k, kind="stable")
+    t, gap, k = t[order], gap[order], k[order]
+    del order
     out = np.zeros(size, dtype=np.int64)
-    order = np.argsort(-tokens, kind="stable")  # longest first: the live requests are a prefix
-    t, gap, tokens = head[order], gap[order], tokens[order]
     rel = np.empty_like(t)
     # requests still producing at step j: a prefix whose length falls as j passes each length
-    live_at = np.searchsorted(-tokens, -np.arange(1, int(tokens[0]) + 1) if tokens.size else [], side="right")
+    live_at = np.searchsorted(-k, -np.arange(1, int(k[0]) + 1), side="right")
     for live in live_at.tolist():
         np.subtract(t[:live], t0, out=rel[:live])
         counts = np.bincount(rel[:live].astype(np.int64))  # times are >= t0: no negative bucket
         n = min(counts.size, size)  # a bucket past the last is dropped, as vLLM's guard does
         out[:n] += counts[:n]
         t[:live] += gap[:live]
-    return out.astype(float)
-
-
-def peak_buckets(start: np.ndarray, first: np.ndarray, end: np.ndarray, tokens: np.ndarray) -> tuple[float, int]:
-    """(max_output_tokens_per_s, max_concurrent_requests) of the successful requests given.
-
-    ``start``, ``first``, ``end``: absolute times (sent, first token, last token) of each
-    successful request; ``tokens``: its output tokens. (0.0, 0) when there are none.
-    """
-    if start.size == 0:
-        return 0.0, 0
-    ttft = first - start
-    latency = end - start
-    stop = start + latency
-    t0 = float(np.min(start))
-    size = int(np.ceil(float(np.max(stop)) - t0)) + 1
-    a = (start - t0).astype(np.int64)
-    b = (stop - t0).astype(np.int64)
-    edges = np.bincount(a, minlength=size + 1)[: size + 1] - np.bincount(b + 1, minlength=size + 1)[: size + 1]
-    concurrent = np.cumsum(edges)[:size]
-    k = tokens.astype(np.int64)
-    gap = np.where(k > 1, (end - first) / np.maximum(k - 1, 1), 0.0)
-    per_second = _token_buckets(start + ttft, gap, k, t0, size)
-    return float(np.max(per_second)), int(np.max(concurrent))
+    return float(np.max(out.astype(float))), max_concurrent
