@@ -125,6 +125,9 @@ def profile_lines(rows: list[dict[str, Any]]) -> list[str]:
             line = f"  {row['server']}: {profile} ({notes.get('cost_profile_kind', '?')}: {notes.get('cost_profile_reason', '?')})"
             if "frontend" in notes:
                 line += f"; front end: {notes['frontend']}"
+            if "split" in notes:  # a GPU/CPU split, as `ollama ps` prints it
+                line += (f"; split {notes['split']} ({notes.get('offloaded')} on the GPU, output layer on the "
+                         f"{notes.get('output_layer')}, CPU layers on {notes.get('host')}: {notes.get('split_reason')})")
             seen[key] = line
     return list(seen.values())
 

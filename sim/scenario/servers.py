@@ -159,6 +159,9 @@ class OllamaSpec(ServerCommon):
     """The model is not loaded when the run starts."""
     sched_spread: bool = False
     """OLLAMA_SCHED_SPREAD: always spread the model across all GPUs (default: the fewest that fit)."""
+    num_gpu: int | None = Field(ge=-1, default=None)
+    """num_gpu: layers on the GPU, the last ones (the output layer counts as one); -1 or unset: Ollama's
+    own split by version (its memory estimate; from 0.30 llama-server's --fit); 0: CPU only."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +266,12 @@ class LlamaCppSpec(ServerCommon):
     tensor_split: list[float] | None = None
     """-ts: proportions of the layers per GPU, e.g. [3, 1] (default: in proportion to free memory,
     i.e. even over identical GPUs)."""
+    n_gpu_layers: int | Literal["auto"] | None = None
+    """-ngl: layers on the GPU, the last ones (the output layer counts as one; 99 or 999: all). Default
+    by build: all layers until --fit (b7400, assumed), ``auto`` (--fit: as many as leave 1 GiB free) after."""
+    op_offload: bool = True
+    """--op-offload (default on): passes of >= 32 tokens run the CPU layers on the GPU, their weights
+    copied over PCIe; false: --no-op-offload."""
     main_gpu: int = Field(ge=0, default=0)
     """-mg: the GPU of ``split_mode: none`` and the one holding KV and results under ``row``."""
     model_draft: str | None = None
