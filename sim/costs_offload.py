@@ -3,7 +3,10 @@
 The devices run one after another (the GPU idles while the CPU layers run: ollama #6529), so a
 pass costs
 
-    t = t_gpu(its layers) + t_cpu(the other layers) + hops x (alpha + tokens x hidden x 4 B / link)
+    t = t_gpu(its layers) + t_cpu(the other layers) + hops x (alpha + rows x hidden x 4 B / link)
+
+(rows: every token into the first GPU layer; only the sampled rows into, or out of, the output
+layer, since llama.cpp keeps just the rows that need logits in the last layer)
 
 each part a :class:`~sim.costs.RooflineStepCost` restricted to its layers (the GPU's with the
 GPU profile, the CPU's with the host CPU's profile). With op offload (llama.cpp's default,
@@ -20,7 +23,7 @@ lower bound of the true sum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sim.costs import DecodeLine, RooflineStepCost
 from sim.shapes import BatchShape
@@ -44,15 +47,29 @@ class OffloadStepCost:
     stream_bytes_per_pass: float
     """Weight bytes of the CPU's layers copied to the GPU per streamed physical pass."""
     hops: int
+    """Boundaries every token crosses (into the first GPU layer)."""
+    output_hops: int
+    """Boundaries only the sampled rows cross (between the last layer and the output layer)."""
     hop_alpha_s: float
     hop_bytes_per_token: float
     link_bytes_per_s: float
     _lines: dict[int, DecodeLine] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def _hop_time(self, tokens: int, passes: int) -> float:
-        if not self.hops:
-            return 0.0
-        return self.hops * (passes * self.hop_alpha_s + tokens * self.hop_bytes_per_token / self.link_bytes_per_s)
+    def with_overheads(self, seq_s: float, step_s: float) -> OffloadStepCost:
+        """This cost with per-sequence and per-pass seconds added (the engine front end's in-engine
+        part), once per pass: on the CPU part and on its streamed form, one of which every pass runs."""
+        def add(part: RooflineStepCost) -> RooflineStepCost:
+            return replace(part, seq_overhead_s=part.seq_overhead_s + seq_s, step_overhead_s=part.step_overhead_s + step_s)
+        return replace(self, cpu=add(self.cpu), stream=add(self.stream) if self.stream is not None else None)
+
+    def _hop_time(self, tokens: int, rows: int, passes: int) -> float:
+        """Activation copies of a pass of ``tokens`` tokens, ``rows`` of them sampled."""
+        t = 0.0
+        if self.hops:
+            t += self.hops * (passes * self.hop_alpha_s + tokens * self.hop_bytes_per_token / self.link_bytes_per_s)
+        if self.output_hops:
+            t += self.output_hops * (passes * self.hop_alpha_s + rows * self.hop_bytes_per_token / self.link_bytes_per_s)
+        return t
 
     def _streams(self, tokens: int, passes: int) -> bool:
         return self.stream is not None and tokens >= MIN_STREAM_TOKENS * passes
@@ -62,7 +79,7 @@ class OffloadStepCost:
             return self.decode_line(shape.num_decode_seqs).at(shape.num_context_tokens)
         tokens = shape.num_tokens
         passes = max(1, -(-tokens // self.cpu.max_pass_tokens))
-        t = self._hop_time(tokens, passes)
+        t = self._hop_time(tokens, shape.num_decode_seqs + shape.num_prefill_seqs + shape.num_spec_tokens, passes)
         if self.gpu is not None:
             t += self.gpu.step_time(shape)
         if self.stream is not None and self._streams(tokens, passes):
@@ -77,7 +94,7 @@ class OffloadStepCost:
 
     def _decode_line(self, num_seqs: int) -> DecodeLine:
         passes = max(1, -(-num_seqs // self.cpu.max_pass_tokens))
-        c0 = self._hop_time(num_seqs, passes)
+        c0 = self._hop_time(num_seqs, num_seqs, passes)
         if self.stream is not None and self._streams(num_seqs, passes):
             other = self.stream.decode_line(num_seqs)
             c0 += passes * self.stream_bytes_per_pass / self.link_bytes_per_s

@@ -30,8 +30,18 @@ from sim.costs import RooflineStepCost
 from sim.costs_offload import OffloadStepCost
 
 __all__ = [
-    "DEFAULT_HOSTS", "FIT_TARGET_BYTES", "LLAMA_CPP_FIT_BUILD", "LLAMA_CPP_OUTPUT_FIRST_BUILD", "Offload",
-    "OLLAMA_FIT_VERSION", "fit_layers", "host_link", "host_of", "offload_cost", "ollama_legacy_layers", "place",
+    "DEFAULT_HOSTS",
+    "FIT_TARGET_BYTES",
+    "LLAMA_CPP_FIT_BUILD",
+    "LLAMA_CPP_OUTPUT_FIRST_BUILD",
+    "OLLAMA_FIT_VERSION",
+    "Offload",
+    "fit_layers",
+    "host_link",
+    "host_of",
+    "offload_cost",
+    "ollama_legacy_layers",
+    "place",
 ]
 
 GIB = float(1 << 30)
@@ -93,12 +103,13 @@ class Offload:
         return self.offloaded == self.num_layers + 1
 
     @property
-    def hops(self) -> int:
-        """Host/GPU boundaries a pass crosses: into the first GPU layer (the embedding is on the
-        CPU), and back when the output layer stays on the CPU."""
-        if self.offloaded == 0:
-            return 0
-        return 1 + int(self.gpu_layers > 0 and not self.output_on_gpu)
+    def hops(self) -> tuple[int, int]:
+        """Host/GPU boundaries a pass crosses: (with every token: into the first GPU layer, the
+        embedding being on the CPU; with the sampled rows only: between the last repeating layer
+        and the output layer when they are on different devices, llama.cpp having kept only the
+        rows that need logits in the last layer, ``inp_out_ids``)."""
+        return int(self.gpu_layers > 0), int(self.gpu_layers > 0 and not self.output_on_gpu) + int(
+            self.gpu_layers == 0 and self.output_on_gpu)
 
     def ps(self, ctx_tokens: int) -> str:
         """The PROCESSOR column of ``ollama ps``: Size = weights + KV, SizeVRAM = their GPU part."""
@@ -257,6 +268,6 @@ def offload_cost(off: Offload, model: ModelSpec, gpu: RooflineStepCost, cpu: Roo
                        not off.output_on_gpu, cpu_layers, 1.0 - share)
     return OffloadStepCost(
         gpu=gpu_part, cpu=cpu_part, stream=stream, stream_bytes_per_pass=off.cpu_read_bytes,
-        hops=off.hops, hop_alpha_s=HOP_ALPHA_S, hop_bytes_per_token=model.hidden_size * GGML_ACT_BYTES,
+        hops=off.hops[0], output_hops=off.hops[1], hop_alpha_s=HOP_ALPHA_S, hop_bytes_per_token=model.hidden_size * GGML_ACT_BYTES,
         link_bytes_per_s=link_bytes_per_s,
     )
