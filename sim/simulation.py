@@ -15,9 +15,10 @@ from sim.executor import Executor
 from sim.frontend import wrap_client
 from sim.limits import check_size
 from sim.metrics import summarize
+from sim.multimodel import resolve_models, simulate_models
 from sim.recorder import Recorder
 from sim.requests import Status
-from sim.scenario import Scenario, ScenarioError, with_override
+from sim.scenario import OllamaSpec, Scenario, ScenarioError, with_override
 from sim.servers.base import IterationServer
 from sim.servers.paged import PagedPolicy, PagedScheduler
 from sim.servers.request_level import RequestLevelServer, service_distribution
@@ -62,6 +63,9 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
     out = []
     for i, spec in enumerate(scenario.servers):
         try:
+            if isinstance(spec, OllamaSpec) and spec.models:  # several models: each resolved (checked) alone
+                out.append(resolve_models(spec, hardware)[0].resolved)
+                continue
             out.append(resolve_server(spec, model, hardware))
         except (EngineError, CatalogError) as err:
             raise ScenarioError(f"servers.{i}: {err}") from None
@@ -152,12 +156,32 @@ def run_server(
     """Run server ``index`` of the scenario (``start`` starts the built server: see simulate)."""
     resolved = resolve_servers(scenario)[index]
     workload = workload if workload is not None else scenario_workload(scenario)
+    spec = scenario.servers[index]
+    if isinstance(spec, OllamaSpec) and spec.models:
+        return _run_models(scenario, spec, resolved, workload, sweep or {}, fast)
     counters: dict[str, float] = {}
     recorder = simulate(scenario, resolved, workload, fast=fast, counters=counters, start=start)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = {**summarize(recorder, _warmup(scenario, recorder.num_arrived), slo), **counters}
     notes = {**resolved.notes, "weight_format": resolved.weight_format}
     return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
+
+
+def _run_models(scenario: Scenario, spec: OllamaSpec, first: ResolvedServer, workload: Workload,
+                sweep: dict[str, Any], fast: bool) -> PointResult:
+    """A multi-model Ollama server (sim.multimodel): overall metrics, per-model results in the notes."""
+    w = scenario.workload
+    client = wrap_client(make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF), first.frontend)
+    recorder, per_model, runners = simulate_models(spec, resolve_hardware(scenario.hardware), client, len(workload),
+                                                   scenario.seed, fast=False)
+    slo = scenario.slo.model_dump() if scenario.slo else None
+    metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
+    metrics |= {"loads": sum(r.loads for r in runners), "evictions": sum(r.evictions for r in runners),
+                "load_time_s": sum(r.load_time_s for r in runners)}
+    notes = {**first.notes, "weight_format": first.weight_format, "models": per_model,
+             "max_loaded_models": spec.max_loaded_models or 3 * resolve_hardware(scenario.hardware).count,
+             "load": f"start-up {spec.startup_s} s + bytes / {spec.storage_gb_s} GB/s; VRAM recovery {spec.vram_recovery_s} s"}
+    return PointResult(spec.label, "ollama", sweep, metrics, recorder, notes)
 
 
 def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenario]]:

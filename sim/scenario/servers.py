@@ -132,6 +132,18 @@ class ServerCommon(Spec):
         return self.name or getattr(self, "engine", None) or self.kind
 
 
+class OllamaModelSpec(Spec):
+    """One model an Ollama server holds among several (issue 20; docs/local_servers.md)."""
+
+    model: str = Field(min_length=1)
+    """Catalog model id (the server's quantization and options apply to it)."""
+    weight: float = Field(gt=0)
+    """Share of the requests that name this model (the weights of all models sum to 1)."""
+    keep_alive_s: float | None = None
+    """keep_alive the requests for this model set: idle seconds before unloading (negative:
+    forever, 0: unload when idle; default: the server's keep_alive_s)."""
+
+
 class OllamaSpec(ServerCommon):
     """Ollama: FIFO queue in front of ``num_parallel`` llama.cpp slots (ENGINES.md A.1)."""
 
@@ -159,9 +171,34 @@ class OllamaSpec(ServerCommon):
     """The model is not loaded when the run starts."""
     sched_spread: bool = False
     """OLLAMA_SCHED_SPREAD: always spread the model across all GPUs (default: the fewest that fit)."""
+    models: list[OllamaModelSpec] | None = None
+    """Several models on this server: requests name one (drawn by weight from the seed); the
+    scheduler loads, keeps and evicts them by version (docs/local_servers.md). Unset: the scenario's model."""
+    max_loaded_models: int | None = Field(ge=1, default=None)
+    """OLLAMA_MAX_LOADED_MODELS (default 3 x GPUs)."""
+    storage_gb_s: float = Field(gt=0, default=3.0)
+    """Read bandwidth of the disk the models load from, GB/s (load = start-up + bytes / this)."""
+    startup_s: float = Field(ge=0, default=1.0)
+    """Seconds to start a runner before its weights are read (load = start-up + bytes / storage)."""
+    vram_recovery_s: float = Field(ge=0, default=0.5)
+    """Seconds Ollama waits after unloading for the GPU memory to come back (it polls every 250 ms,
+    typically 0.5-1.5 s; the low end assumed)."""
+
     num_gpu: int | None = Field(ge=-1, default=None)
     """num_gpu: layers on the GPU, the last ones (the output layer counts as one); -1 or unset: Ollama's
     own split by version (its memory estimate; from 0.30 llama-server's --fit); 0: CPU only."""
+
+    @model_validator(mode="after")
+    def _mix(self) -> Self:
+        if self.models is not None:
+            total = sum(m.weight for m in self.models)
+            if not self.models or abs(total - 1.0) > 1e-9:
+                fixed = ", ".join(f"{m.model}: {m.weight / total:.3g}" for m in self.models) if self.models else "one model: 1"
+                raise ValueError(f"models: the weights sum to {total:g}, not 1; scale them ({fixed})")
+            names = [m.model for m in self.models]
+            if len(set(names)) < len(names):
+                raise ValueError(f"models: {sorted({n for n in names if names.count(n) > 1})} listed twice; list each model once")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
