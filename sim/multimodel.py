@@ -12,7 +12,7 @@ scheduler. The scheduler follows §1.3 for Ollama >= 0.11.5:
   VRAM the others leave (a model may be split with the CPU only when loaded alone), a victim is
   unloaded first: loaded runners sorted by (keep_alive, model id), the first idle one, else the
   first, waited for until it goes idle; then ``vram_recovery_s`` passes before the next load;
-* a load takes ``startup_s + model bytes / storage_gb_s`` (the loop is blocked meanwhile: one load
+* a load takes ``startup_s + model bytes / min(disk read bandwidth, load_cap_gb_s)`` (the loop is blocked meanwhile: one load
   at a time); the keep_alive timer starts when a runner's last request ends (0: unload at once;
   negative: never).
 
@@ -26,10 +26,13 @@ import math
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 import numpy as np
 import simpy
+import yaml
 
 from sim.catalog import HardwareSpec, get_model
 from sim.catalog.base import CatalogError
@@ -42,7 +45,7 @@ from sim.scenario import OllamaSpec
 from sim.servers.base import INF, IterationServer
 from sim.servers.slots import SlotScheduler
 
-__all__ = ["ModelRunner", "MultiModelServer", "model_of_requests", "resolve_models"]
+__all__ = ["ModelRunner", "MultiModelServer", "load_gb_s", "model_of_requests", "resolve_models", "simulate_models"]
 
 MODEL_STREAM = 20
 """Seed stream of the draw of each request's model (independent of the workload's draws)."""
@@ -119,9 +122,25 @@ def resolve_models(spec: OllamaSpec, hardware: HardwareSpec) -> list[ModelRunner
         keep = spec.keep_alive_s if entry.keep_alive_s is None else entry.keep_alive_s
         runners.append(ModelRunner(
             entry.model, resolved, vram, "split" not in resolved.notes,
-            spec.startup_s + model.weight_bytes(fmt) / (spec.storage_gb_s * 1e9), INF if keep < 0 else keep,
+            spec.startup_s + model.weight_bytes(fmt) / (load_gb_s(spec) * 1e9), INF if keep < 0 else keep,
         ))
     return runners
+
+
+@cache
+def _storage() -> dict[str, dict[str, Any]]:
+    doc: dict[str, dict[str, Any]] = yaml.safe_load(files("sim.catalog").joinpath("storage.yaml").read_text(encoding="utf-8"))
+    return doc
+
+
+def load_gb_s(spec: OllamaSpec) -> float:
+    """GB/s a load reads at: the disk's read bandwidth, capped by Ollama's loader."""
+    media = _storage()
+    if spec.storage not in media:
+        raise EngineError(
+            f"server {spec.label!r}: storage {spec.storage!r} is not in the catalog; use one of {', '.join(media)}"
+        )
+    return min(float(media[spec.storage]["read_gb_s"]), spec.load_cap_gb_s)
 
 
 class MultiModelServer:

@@ -15,7 +15,7 @@ from sim.executor import Executor
 from sim.frontend import wrap_client
 from sim.limits import check_size
 from sim.metrics import summarize
-from sim.multimodel import resolve_models, simulate_models
+from sim.multimodel import load_gb_s, resolve_models, simulate_models
 from sim.recorder import Recorder
 from sim.requests import Status
 from sim.scenario import OllamaSpec, Scenario, ScenarioError, with_override
@@ -180,7 +180,8 @@ def _run_models(scenario: Scenario, spec: OllamaSpec, first: ResolvedServer, wor
                 "load_time_s": sum(r.load_time_s for r in runners)}
     notes = {**first.notes, "weight_format": first.weight_format, "models": per_model,
              "max_loaded_models": spec.max_loaded_models or 3 * resolve_hardware(scenario.hardware).count,
-             "load": f"start-up {spec.startup_s} s + bytes / {spec.storage_gb_s} GB/s; VRAM recovery {spec.vram_recovery_s} s"}
+             "load": f"start-up {spec.startup_s} s + bytes / {load_gb_s(spec):g} GB/s ({spec.storage}, loader cap "
+                      f"{spec.load_cap_gb_s:g} GB/s); VRAM recovery {spec.vram_recovery_s} s"}
     return PointResult(spec.label, "ollama", sweep, metrics, recorder, notes)
 
 

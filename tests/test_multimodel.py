@@ -146,3 +146,15 @@ def test_a_model_alone_may_be_split_with_the_cpu() -> None:
     runners = resolve_models(OllamaSpec(models=[{"model": "llama-3.1-70b", "weight": 1.0}]), HW)
     assert not runners[0].fits_gpu and "split" in runners[0].resolved.notes
     assert resolve_server(OllamaSpec(), get_model("llama-3.1-70b"), HW).notes["split"] == runners[0].resolved.notes["split"]
+
+
+def test_load_time_is_start_up_plus_bytes_over_the_slower_of_disk_and_loader() -> None:
+    from sim.catalog import get_format
+    from sim.multimodel import load_gb_s
+    hdd = OllamaSpec(storage="hdd-7200", models=[{"model": "llama-3.1-8b", "weight": 1.0}])
+    nvme = hdd.model_copy(update={"storage": "nvme-pcie5"})
+    assert load_gb_s(hdd) == 0.16 and load_gb_s(nvme) == nvme.load_cap_gb_s
+    bytes_ = get_model("llama-3.1-8b").weight_bytes(get_format("q4_k_m"))
+    assert resolve_models(hdd, HW)[0].load_s == pytest.approx(hdd.startup_s + bytes_ / 0.16e9)
+    with pytest.raises(EngineError, match="storage 'floppy' is not in the catalog; use one of hdd-7200"):
+        resolve_models(hdd.model_copy(update={"storage": "floppy"}), HW)

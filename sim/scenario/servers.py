@@ -176,10 +176,14 @@ class OllamaSpec(ServerCommon):
     scheduler loads, keeps and evicts them by version (docs/local_servers.md). Unset: the scenario's model."""
     max_loaded_models: int | None = Field(ge=1, default=None)
     """OLLAMA_MAX_LOADED_MODELS (default 3 x GPUs)."""
-    storage_gb_s: float = Field(gt=0, default=3.0)
-    """Read bandwidth of the disk the models load from, GB/s (load = start-up + bytes / this)."""
+    storage: str = "nvme-pcie4"
+    """The disk the models load from (``sim/catalog/storage.yaml``: hdd-7200, sata-ssd, nvme-pcie3/4/5)."""
+    load_cap_gb_s: float = Field(gt=0, default=3.0)
+    """Most GB/s Ollama's loader reads, whatever the disk (ollama #9720: 1-3 GB/s from storage that
+    reads 14-22 GB/s, v0.6.0); load = start-up + bytes / min(disk, this)."""
     startup_s: float = Field(ge=0, default=1.0)
-    """Seconds to start a runner before its weights are read (load = start-up + bytes / storage)."""
+    """Seconds to start a runner besides reading its weights (warm loads of 0.6-1.1 s on an M3 Pro,
+    LOCAL_SERVERS.md §4)."""
     vram_recovery_s: float = Field(ge=0, default=0.5)
     """Seconds Ollama waits after unloading for the GPU memory to come back (it polls every 250 ms,
     typically 0.5-1.5 s; the low end assumed)."""
