@@ -214,6 +214,7 @@ class MultiModelServer:
         self._poke_arrivals()
         if runner.ref == 0:
             if runner.keep_alive_s <= 0:
+                runner.expiries += 1
                 self._unload(runner)
             elif runner.keep_alive_s < INF:
                 runner.timer += 1

@@ -94,7 +94,7 @@ def test_two_models_that_do_not_fit_pay_a_swap_per_request() -> None:
 
 def test_keep_alive_zero_reloads_after_every_idle_moment() -> None:
     server, _ = _alternating(["llama-3.1-8b"], 8, keep=0.0)
-    assert server.runners[0].loads == 8 and server.runners[0].evictions == 0
+    assert server.runners[0].loads == 8 and server.runners[0].evictions == 0 and server.runners[0].expiries == 8
 
 
 @pytest.mark.parametrize("cap", [1, 5])
