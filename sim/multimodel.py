@@ -45,7 +45,7 @@ from sim.scenario import OllamaSpec
 from sim.servers.base import INF, IterationServer
 from sim.servers.slots import SlotScheduler
 
-__all__ = ["ModelRunner", "MultiModelServer", "load_gb_s", "model_of_requests", "resolve_models", "simulate_models"]
+__all__ = ["ModelRunner", "MultiModelServer", "load_gb_s", "model_of_requests", "read_gb_s", "resolve_models", "simulate_models"]
 
 MODEL_STREAM = 20
 """Seed stream of the draw of each request's model (independent of the workload's draws)."""
@@ -76,6 +76,8 @@ class ModelRunner:
     expiries: int = 0
     load_time_s: float = 0.0
     waited_for_load: int = 0
+    joined: list[Request] = field(default_factory=list)
+    """(llama-swap) requests that joined the swap to this model while it starts."""
 
 
 class _Feed:
@@ -96,12 +98,11 @@ class _Feed:
         self.owner.on_finish(self.runner, request, now)
 
 
-def model_of_requests(spec: OllamaSpec, count: int, seed: int) -> np.ndarray:
-    """Index (into ``spec.models``) of the model each of ``count`` requests names."""
-    assert spec.models is not None
-    weights = np.array([m.weight for m in spec.models], dtype=float)
+def model_of_requests(weights: list[float], count: int, seed: int) -> np.ndarray:
+    """Index (into the models of ``weights``) of the model each of ``count`` requests names."""
+    w = np.array(weights, dtype=float)
     rng = np.random.default_rng([seed, MODEL_STREAM])
-    return rng.choice(len(weights), size=count, p=weights / weights.sum())
+    return rng.choice(len(w), size=count, p=w / w.sum())
 
 
 def resolve_models(spec: OllamaSpec, hardware: HardwareSpec) -> list[ModelRunner]:
@@ -133,14 +134,17 @@ def _storage() -> dict[str, dict[str, Any]]:
     return doc
 
 
-def load_gb_s(spec: OllamaSpec) -> float:
-    """GB/s a load reads at: the disk's read bandwidth, capped by Ollama's loader."""
+def read_gb_s(label: str, storage: str, cap: float) -> float:
+    """GB/s a load reads at: the disk's read bandwidth (``sim/catalog/storage.yaml``), capped by the loader."""
     media = _storage()
-    if spec.storage not in media:
-        raise EngineError(
-            f"server {spec.label!r}: storage {spec.storage!r} is not in the catalog; use one of {', '.join(media)}"
-        )
-    return min(float(media[spec.storage]["read_gb_s"]), spec.load_cap_gb_s)
+    if storage not in media:
+        raise EngineError(f"server {label!r}: storage {storage!r} is not in the catalog; use one of {', '.join(media)}")
+    return min(float(media[storage]["read_gb_s"]), cap)
+
+
+def load_gb_s(spec: OllamaSpec) -> float:
+    """GB/s an Ollama load reads at: the disk's read bandwidth, capped by Ollama's loader."""
+    return read_gb_s(spec.label, spec.storage, spec.load_cap_gb_s)
 
 
 class MultiModelServer:
@@ -316,7 +320,7 @@ def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workl
     runners = resolve_models(spec, hardware)
     env = simpy.Environment()
     recorder = Recorder(max(workload_size, 1))
-    server = MultiModelServer(spec, runners, hardware, model_of_requests(spec, max(workload_size, 1), seed), fast=fast)
+    server = MultiModelServer(spec, runners, hardware, model_of_requests([m.weight for m in spec.models or []], max(workload_size, 1), seed), fast=fast)
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

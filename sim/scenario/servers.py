@@ -144,6 +144,46 @@ class OllamaModelSpec(Spec):
     forever, 0: unload when idle; default: the server's keep_alive_s)."""
 
 
+class SwapModelSpec(Spec):
+    """One model behind llama-swap: its own llama-server process (``models.<id>.cmd``)."""
+
+    model: str = Field(min_length=1)
+    """Catalog model id (run with the server's llama.cpp options)."""
+    weight: float = Field(gt=0)
+    """Share of the requests that name this model (the weights of all models sum to 1)."""
+    ttl_s: float = Field(ge=0, default=0.0)
+    """``ttl``: idle seconds before llama-swap stops the process (0: never, the default)."""
+
+
+class LlamaSwapSpec(Spec):
+    """llama-swap in front of llama-server, one process per model (LOCAL_SERVERS.md §5)."""
+
+    version: str = "v250"
+    """llama-swap release: up to v217 the ProcessGroup swap (health polled every 5 s, one request at a
+    time through a swap); from v218 the FIFO router (polled every 1 s; queued requests grouped by model)."""
+    models: list[SwapModelSpec] = Field(min_length=1)
+    """The models, all in the default group (swap: one at a time; exclusive)."""
+    concurrency_limit: int = Field(ge=1, default=10)
+    """``concurrencyLimit``: requests in flight per model before HTTP 429."""
+    storage: str = "nvme-pcie4"
+    """The disk the models load from (``sim/catalog/storage.yaml``)."""
+    load_cap_gb_s: float = Field(gt=0, default=3.9)
+    """Most GB/s a llama-server start reads (59 GB paged in in 15.1 s, llama.cpp #19191)."""
+    startup_s: float = Field(ge=0, default=1.0)
+    """Seconds to start llama-server besides reading the weights."""
+
+    @model_validator(mode="after")
+    def _mix(self) -> Self:
+        total = sum(m.weight for m in self.models)
+        if abs(total - 1.0) > 1e-9:
+            fixed = ", ".join(f"{m.model}: {m.weight / total:.3g}" for m in self.models)
+            raise ValueError(f"llama_swap.models: the weights sum to {total:g}, not 1; scale them ({fixed})")
+        names = [m.model for m in self.models]
+        if len(set(names)) < len(names):
+            raise ValueError(f"llama_swap.models: {sorted({n for n in names if names.count(n) > 1})} listed twice; list each once")
+        return self
+
+
 class OllamaSpec(ServerCommon):
     """Ollama: FIFO queue in front of ``num_parallel`` llama.cpp slots (ENGINES.md A.1)."""
 
@@ -314,6 +354,8 @@ class LlamaCppSpec(ServerCommon):
     """--op-offload (default on): passes of >= 32 tokens run the CPU layers on the GPU, their weights
     copied over PCIe; false: --no-op-offload."""
     main_gpu: int = Field(ge=0, default=0)
+    llama_swap: LlamaSwapSpec | None = None
+    """Several models behind llama-swap (a process per model, swapped on demand; docs/local_servers.md)."""
     """-mg: the GPU of ``split_mode: none`` and the one holding KV and results under ``row``."""
     model_draft: str | None = None
     """--model-draft: a draft model (catalog id, run in the server's weight format) that turns on
