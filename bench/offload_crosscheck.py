@@ -1,8 +1,9 @@
 """Cross-check of the offload cost against two published llama.cpp runs (LOCAL_SERVERS.md §3.5)."""
-from sim.catalog import get_model, get_hardware
+from sim.catalog import get_hardware, get_model
 from sim.engines import resolve_server
 from sim.scenario.servers import LlamaCppSpec
 from sim.shapes import BatchShape
+
 d = BatchShape(num_decode_seqs=1, num_context_tokens=512)
 def tps(model, hw, ngl):
     c = resolve_server(LlamaCppSpec(version="b7100", ctx_size=4096, parallel=1, kv_unified=False, n_gpu_layers=ngl), get_model(model), get_hardware(hw)).cost

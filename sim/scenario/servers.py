@@ -354,9 +354,9 @@ class LlamaCppSpec(ServerCommon):
     """--op-offload (default on): passes of >= 32 tokens run the CPU layers on the GPU, their weights
     copied over PCIe; false: --no-op-offload."""
     main_gpu: int = Field(ge=0, default=0)
+    """-mg: the GPU of ``split_mode: none`` and the one holding KV and results under ``row``."""
     llama_swap: LlamaSwapSpec | None = None
     """Several models behind llama-swap (a process per model, swapped on demand; docs/local_servers.md)."""
-    """-mg: the GPU of ``split_mode: none`` and the one holding KV and results under ``row``."""
     model_draft: str | None = None
     """--model-draft: a draft model (catalog id, run in the server's weight format) that turns on
     speculative decoding; each slot drafts with its own draft context."""
