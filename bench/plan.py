@@ -1,7 +1,7 @@
 """How long a capacity plan takes: prints the time and the number of simulations; asserts nothing.
 
-Runs ``servesim plan`` on ``plans/azure_conv.yaml`` (Azure conversation trace at 2x,
-3 hardware x 2 engines) serially (one process) and on a local Dask cluster of ``--workers``
+Runs ``servesim plan`` on ``plans/azure_conv.yaml`` (Azure conversation trace at 2x; vLLM at
+tensor parallel 1 and 2, and Ollama, on 3 GPUs: 9 candidates) serially (one process) and on a local Dask cluster of ``--workers``
 workers, each in a fresh interpreter, and prints one line per run with the wall time, the
 number of simulations, the cheapest plan, and whether both runs produced the same plan.
 

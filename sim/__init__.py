@@ -8,6 +8,7 @@ The public Python API (the import package is ``sim``; the distribution and the c
     >>> scenario = sim.with_override(scenario, "workload.arrival.users", 8)  # doctest: +SKIP
     >>> results = sim.run(scenario)  # one PointResult per server and sweep value  # doctest: +SKIP
     >>> results[0].metrics["output_throughput"]  # doctest: +SKIP
+    >>> results.to_pandas()  # a DataFrame, a row per point (needs the pandas extra)  # doctest: +SKIP
 
 ``sim.plan(sim.load_plan("plan.yaml"))`` finds the cheapest fleet that meets an SLO
 (``sim.plan`` is also the package of the planner); ``sim.plot_metric`` / ``sim.save_standard_plots``
@@ -34,10 +35,12 @@ CORE = _core.select()
 from sim.catalog import get_format, get_hardware, get_model
 from sim.costs import ConstantStepCost, DecodeLine, LinearStepCost, RooflineStepCost, StepCost
 from sim.metrics import summarize
+from sim import simulation as _simulation
 from sim.plan import PlanResult, PlanSpec, load_plan, plan
+from sim.results.frames import RunResults
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, with_override
 from sim.shapes import BatchShape
-from sim.simulation import PointResult, run, run_server, scenario_workload
+from sim.simulation import PointResult, run_server, scenario_workload
 from sim.workload import Workload, generate_workload
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "PlanResult",
     "PlanSpec",
     "PointResult",
+    "RunResults",
     "RooflineStepCost",
     "Scenario",
     "ScenarioError",
@@ -80,6 +84,13 @@ __all__ = [
 _TIMELINE = {"record_timeline": "timeline", "write_trace": "perfetto", "plot_gantt": "timeline_plots",
              "plot_batch_and_step_time": "timeline_plots", "plot_kv_occupancy": "timeline_plots",
              "plot_step_time_vs_batch": "timeline_plots"}
+
+
+def run(scenario: Scenario, **options: object) -> RunResults:
+    """Every server of ``scenario`` at every sweep value (``sim.simulation.run``; options
+    ``fast``, ``progress``, ``executor``): a list of ``PointResult`` with ``.rows()`` and
+    ``.to_pandas()`` (one row per point, a column per swept field and metric)."""
+    return RunResults(_simulation.run(scenario, **options))  # type: ignore[arg-type]
 
 
 def __getattr__(name: str) -> object:

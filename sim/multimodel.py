@@ -150,12 +150,11 @@ def load_gb_s(spec: OllamaSpec) -> float:
 class MultiModelServer:
     """Ollama's scheduler over several runners (see the module docstring)."""
 
-    def __init__(self, spec: OllamaSpec, runners: list[ModelRunner], hardware: HardwareSpec, model_of: np.ndarray,
-                 *, fast: bool = False) -> None:
+    def __init__(self, spec: OllamaSpec, runners: list[ModelRunner], hardware: HardwareSpec, model_of: np.ndarray) -> None:
         self.spec, self.runners, self.model_of = spec, runners, model_of
         self.gpu_bytes = hardware.memory_bytes * hardware.count
         self.max_loaded = spec.max_loaded_models or 3 * hardware.count
-        self.fast = fast
+        self.fast = False  # runners step pass by pass: a request dispatched mid-run joins at the next pass
         self.pending: deque[Request] = deque()
 
     # the run --------------------------------------------------------------------------------
@@ -314,13 +313,13 @@ class MultiModelServer:
         return out
 
 
-def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workload_size: int, seed: int,
-                    *, fast: bool = False) -> tuple[Recorder, dict[str, dict[str, float]], list[ModelRunner]]:
+def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workload_size: int,
+                    seed: int) -> tuple[Recorder, dict[str, dict[str, float]], list[ModelRunner]]:
     """Replay ``client``'s requests through a multi-model Ollama server; its records, per-model results."""
     runners = resolve_models(spec, hardware)
     env = simpy.Environment()
     recorder = Recorder(max(workload_size, 1))
-    server = MultiModelServer(spec, runners, hardware, model_of_requests([m.weight for m in spec.models or []], max(workload_size, 1), seed), fast=fast)
+    server = MultiModelServer(spec, runners, hardware, model_of_requests([m.weight for m in spec.models or []], max(workload_size, 1), seed))
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

@@ -12,6 +12,7 @@ import simpy
 from sim.catalog import CatalogError, resolve_hardware, resolve_model
 from sim.engines import EngineError, ResolvedServer, resolve_server
 from sim.executor import Executor
+from sim.fleet import ResolvedFleet, build_server, replica_rows, resolve_fleet, simulate_fleet
 from sim.frontend import wrap_client
 from sim.limits import check_size
 from sim.llamaswap import resolve_swap_models, simulate_swap, swap_results
@@ -19,11 +20,9 @@ from sim.metrics import summarize
 from sim.multimodel import load_gb_s, read_gb_s, resolve_models, simulate_models
 from sim.recorder import Recorder
 from sim.requests import Status
-from sim.scenario import LlamaCppSpec, OllamaSpec, Scenario, ScenarioError, with_override
+from sim.scenario import LlamaCppSpec, OllamaSpec, Scenario, ScenarioError, is_fleet, with_override
 from sim.servers.base import IterationServer
-from sim.servers.paged import PagedPolicy, PagedScheduler
-from sim.servers.request_level import RequestLevelServer, service_distribution
-from sim.servers.slots import SlotPolicy, SlotScheduler
+from sim.servers.request_level import RequestLevelServer
 from sim.servers.speculative import SpeculativePagedScheduler, SpeculativeSlotScheduler
 from sim.workload import Workload, generate_workload, make_client
 from sim.workload.table import INF
@@ -70,7 +69,7 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
             if isinstance(spec, LlamaCppSpec) and spec.llama_swap is not None:  # llama-swap: likewise
                 out.append(resolve_swap_models(spec, hardware)[0].resolved)
                 continue
-            out.append(resolve_server(spec, model, hardware))
+            out.append(resolve_fleet(spec, model, hardware) if is_fleet(spec) else resolve_server(spec, model, hardware))
         except (EngineError, CatalogError) as err:
             raise ScenarioError(f"servers.{i}: {err}") from None
     check_size(scenario, out)  # before anything the size of the run is allocated
@@ -78,23 +77,7 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
 
 
 def _build(resolved: ResolvedServer, workload: Workload, fast: bool, seed: int) -> IterationServer | RequestLevelServer:
-    if resolved.service is not None:
-        assert isinstance(resolved.policy, SlotPolicy)
-        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3])
-        service = service_distribution(resolved.service.distribution).sample(rng, len(workload))
-        return RequestLevelServer(resolved.policy.num_slots, service)
-    assert resolved.cost is not None
-    spec = resolved.speculative
-    if spec is not None:  # the acceptance stream: a child of the seed of its own
-        stream = int(np.random.SeedSequence(seed).spawn(5)[4].generate_state(1)[0])
-        if isinstance(resolved.policy, PagedPolicy):
-            return IterationServer(SpeculativePagedScheduler(resolved.policy, spec, stream), resolved.cost, fast=fast)
-        assert isinstance(resolved.policy, SlotPolicy)
-        return IterationServer(SpeculativeSlotScheduler(resolved.policy, spec, stream), resolved.cost, fast=fast)
-    if isinstance(resolved.policy, PagedPolicy):
-        return IterationServer(PagedScheduler(resolved.policy), resolved.cost, fast=fast)
-    assert isinstance(resolved.policy, SlotPolicy)
-    return IterationServer(SlotScheduler(resolved.policy), resolved.cost, fast=fast)
+    return build_server(resolved, len(workload), fast, seed)
 
 
 def _spec_metrics(server: IterationServer | RequestLevelServer) -> dict[str, float]:
@@ -160,9 +143,11 @@ def run_server(
     """Run server ``index`` of the scenario (``start`` starts the built server: see simulate)."""
     resolved = resolve_servers(scenario)[index]
     workload = workload if workload is not None else scenario_workload(scenario)
+    if isinstance(resolved, ResolvedFleet):
+        return _run_fleet(scenario, resolved, workload, fast, sweep)
     spec = scenario.servers[index]
     if isinstance(spec, OllamaSpec) and spec.models:
-        return _run_models(scenario, spec, resolved, workload, sweep or {}, fast)
+        return _run_models(scenario, spec, resolved, workload, sweep or {})
     if isinstance(spec, LlamaCppSpec) and spec.llama_swap is not None:
         return _run_swap(scenario, spec, resolved, workload, sweep or {})
     counters: dict[str, float] = {}
@@ -174,12 +159,12 @@ def run_server(
 
 
 def _run_models(scenario: Scenario, spec: OllamaSpec, first: ResolvedServer, workload: Workload,
-                sweep: dict[str, Any], fast: bool) -> PointResult:
+                sweep: dict[str, Any]) -> PointResult:
     """A multi-model Ollama server (sim.multimodel): overall metrics, per-model results in the notes."""
     w = scenario.workload
     client = wrap_client(make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF), first.frontend)
     recorder, per_model, runners = simulate_models(spec, resolve_hardware(scenario.hardware), client, len(workload),
-                                                   scenario.seed, fast=False)
+                                                   scenario.seed)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
     metrics |= {"loads": sum(r.loads for r in runners), "evictions": sum(r.evictions for r in runners),
@@ -208,6 +193,27 @@ def _run_swap(scenario: Scenario, spec: LlamaCppSpec, first: ResolvedServer, wor
                      f"{swap.startup_s} s + bytes / {read_gb_s(spec.label, swap.storage, swap.load_cap_gb_s):g} GB/s "
                      f"({swap.storage}), ready at the next health poll"}
     return PointResult(spec.label, "llama-swap", sweep, metrics, recorder, notes)
+
+
+def _run_fleet(
+    scenario: Scenario, resolved: ResolvedFleet, workload: Workload, fast: bool, sweep: dict[str, Any] | None
+) -> PointResult:
+    w = scenario.workload
+    try:
+        fleet = simulate_fleet(resolved.members, resolved.router, workload, num_requests=w.num_requests,
+                               duration_s=w.duration_s if w.duration_s else INF, seed=scenario.seed, fast=fast,
+                               prefill=resolved.prefill, kv_transfer=resolved.kv_transfer,
+                               kv_bytes_per_token=resolved.kv_bytes_per_token)
+    except ValueError as err:
+        raise ScenarioError(f"fleet {resolved.label!r}: {err}") from None
+    warmup = _warmup(scenario, fleet.recorder.num_arrived)
+    metrics = summarize(fleet.recorder, warmup, scenario.slo.model_dump() if scenario.slo else None)
+    notes = {**resolved.notes, "router_decisions": fleet.decisions, "router_rejected": fleet.router_rejected,
+             "attempts": fleet.attempts, "retries": fleet.attempts - fleet.recorder.num_arrived, "shed_429": fleet.shed,
+             "sample_s": fleet.sample_s, "replica_rows": replica_rows(fleet, warmup), **fleet.pd}
+    result = PointResult(resolved.label, resolved.engine, sweep or {}, metrics, fleet.recorder, notes)
+    result.fleet = fleet  # type: ignore[attr-defined]
+    return result
 
 
 def sweep_scenarios(scenario: Scenario) -> Iterator[tuple[dict[str, Any], Scenario]]:

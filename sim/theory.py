@@ -77,3 +77,20 @@ def mmc(arrival_rate: float, service_rate: float, num_servers: int) -> QueueMetr
     a = arrival_rate / service_rate
     wait = erlang_c(num_servers, a) / (num_servers * service_rate - arrival_rate)
     return QueueMetrics(arrival_rate, a / num_servers, wait, wait + 1 / service_rate)
+
+
+def supermarket_sojourn(arrival_rate: float, choices: int, terms: int = 64) -> float:
+    """Mean time in system of the supermarket model as n -> inf (exp(1) service, Poisson
+    ``arrival_rate``·n, each job joins the shortest of ``choices`` uniform samples):
+    ``T_d = sum_{i>=1} lam^((d^i - d)/(d - 1))``, ``T_1 = 1/(1 - lam)`` (Vvedenskaya, Dobrushin &
+    Karpelevich 1996; Mitzenmacher 2001)."""
+    _require_stable(arrival_rate)
+    if choices == 1:
+        return 1.0 / (1.0 - arrival_rate)
+    total, d = 0.0, choices
+    for i in range(1, terms + 1):
+        exponent = (d**i - d) / (d - 1)
+        if exponent > 1e4:
+            break
+        total += arrival_rate**exponent
+    return total

@@ -40,6 +40,17 @@ SYNTHETIC = [
      {"kind": "closed_loop", "users": 5}, None, False),
     ({"kind": "single_queue", "num_parallel": 2, "num_ctx": 120, "num_batch": 32, "max_queue": 3},
      {"kind": "poisson", "rate_per_s": 6.0}, 10.0, True),
+    # fleets: every driving mode (lazy, scrape, live, closed loop) and P/D
+    ({"kind": "fleet", "router": {"kind": "prefix_trie"}, "members": [
+        {"kind": "paged_batching", "num_kv_blocks": 200, "max_num_seqs": 8, "replicas": 2},
+        {"kind": "serial_decode", "parallel": 2, "ctx_size": 600}]}, {"kind": "poisson", "rate_per_s": 12.0}, 8.0, True),
+    ({"kind": "paged_batching", "num_kv_blocks": 200, "max_num_seqs": 8, "replicas": 3, "router": {"kind": "llm_d"}},
+     {"kind": "poisson", "rate_per_s": 15.0}, None, True),
+    ({"kind": "paged_batching", "num_kv_blocks": 200, "max_num_seqs": 8, "replicas": 3, "router": {"kind": "kv_cost"}},
+     {"kind": "closed_loop", "users": 10, "turns": 3}, None, True),
+    ({"kind": "fleet", "prefill": {"kind": "paged_batching", "num_kv_blocks": 300},
+      "decode": {"kind": "paged_batching", "num_kv_blocks": 200, "max_num_seqs": 8, "replicas": 2},
+      "router": {"kind": "least_outstanding"}}, {"kind": "poisson", "rate_per_s": 10.0}, None, True),
 ]
 
 
@@ -58,6 +69,8 @@ def results() -> dict[str, np.ndarray]:
     """Columns of every run, keyed ``<case>/<point>/<column>``."""
     out: dict[str, np.ndarray] = {}
     for path in sorted((ROOT / "scenarios").rglob("*.yaml")):
+        if "fleets" in path.parts:  # minutes each: the fleet runs below stand for them
+            continue
         for j, result in enumerate(run(load_scenario(path))):
             out.update(_columns(f"{path.relative_to(ROOT)}/{j}", result))
     for k, (server, arrival, timeout_s, fast) in enumerate(SYNTHETIC):

@@ -52,3 +52,13 @@ def test_no_import_cycles() -> None:
     cycles = [[modules[i] for i in np.flatnonzero(labels == k)] for k in np.unique(labels)
               if np.count_nonzero(labels == k) > 1]
     assert cycles == []
+
+
+MAX_MODULE_LINES = 550
+"""A module one can hold in one's head: ~500 lines (docs/architecture.md), with some slack."""
+
+
+def test_no_module_is_too_long_to_read() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in sorted([*(ROOT / "sim").rglob("*.py"), *(ROOT / "calibration").rglob("*.py")])
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}

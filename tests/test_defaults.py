@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sim.cli import app
-from sim.engines import profile_kind
+from sim.profiles import profile_kind
 from sim.scenario import ScenarioError, load_scenario, parse_scenario
 from sim.simulation import run_server, scenario_workload
 from sim.workload import generate_workload

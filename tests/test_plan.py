@@ -16,6 +16,8 @@ from sim.plan import load_plan, parse_plan, plan
 from sim.plan.replicas import make_job, run_job, traffic_of
 from sim.plan.search import judge
 from sim.scenario import ScenarioError
+from sim.simulation import resolve_servers
+from sim.costs_parallel import ParallelStepCost
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "plans" / "chat_small.yaml"
@@ -117,7 +119,10 @@ def test_screen_skips_candidates_that_cannot_beat_the_cheapest():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"candidates": {"servers": [{"engine": "vllm"}], "hardware": ["l40s"], "tensor_parallel": [2]}}, "tensor_parallel"),
+    ({"candidates": {"servers": [{"engine": "ollama"}], "hardware": ["l40s"], "tensor_parallel": [1, 2]}}, "only vLLM"),
+    ({"candidates": {"servers": [{"engine": "vllm"}], "hardware": ["l40s"], "tensor_parallel": [2, 2]}}, "distinct"),
+    ({"candidates": {"servers": [{"engine": "vllm", "tensor_parallel_size": 2}], "hardware": ["l40s"]}},
+     "candidates.tensor_parallel"),
     ({"pricing": {"offering": "owned"}}, "years"),
     ({"slo": {}}, "at least one bound"),
     ({"traffic": {"workload": {"arrival": {"kind": "constant", "rate_per_s": 1}, "num_requests": 5,
@@ -187,3 +192,42 @@ def test_closed_loop_users_are_split_over_replicas_and_the_count_is_minimal():
     assert float(c.outcome.max_load).is_integer()
     if n > 1:
         assert c.outcome.below.load == math.ceil(40 / (n - 1)) and not c.outcome.below.passed
+
+
+def test_tensor_parallel_candidates_are_priced_and_powered_per_gpu(tiny_result):
+    """TP 2 on L40S: a replica is two GPUs (price and power x 2, power fit per GPU at half the
+    batch), simulated as the scenario ``2x l40s`` with tensor_parallel_size 2; the TP 1 candidate
+    is unchanged by the TP 2 one beside it (exactly the plan without it)."""
+    from sim.catalog.power import power_model
+
+    doc = tiny()
+    doc["candidates"]["tensor_parallel"] = [1, 2]
+    doc["search"] = {"seeds": 2, "rel_tol": 0.1, "screen_margin": 1e9}
+    r = plan(parse_plan(doc))
+    by_tp = {c.gpus_per_replica: c for c in r.candidates}
+    one, two = by_tp[1], by_tp[2]
+    assert (one.name, two.name) == ("vllm@l40s", "vllm-tp2@l40s")
+    assert one.status == two.status == "planned"
+    assert one.figures == tiny_result.planned[0].figures and one.simulations == tiny_result.planned[0].simulations
+    f, price = two.figures, rental_price("l40s").usd_per_gpu_hour
+    assert f["usd_per_hour"] == pytest.approx(f["replicas"] * 2 * price)
+    batch = two.outcome.plan_point.means["running_batch"]
+    assert f["watts_per_replica"] == pytest.approx(2 * power_model("l40s", 2).watts(batch / 2))
+    # its service comes from the parallel cost model: a run of the 2-GPU scenario gives the plan's numbers
+    spec, traffic = r.plan, traffic_of(r.plan)
+    server = spec.candidates.servers[0].model_copy(update={"tensor_parallel_size": 2})
+    load = two.outcome.plan_point.load
+    runs = [run_job(make_job(spec, traffic, server, "2x l40s", load, spec.seed + k)) for k in range(2)]
+    assert judge(load, runs, spec.slo.bounds(), spec.search.confidence).means == {
+        k: two.outcome.plan_point.means[k] for k in spec.slo.bounds()}
+    resolved = resolve_servers(make_job(spec, traffic, server, "2x l40s", load, spec.seed).scenario)[0]
+    assert isinstance(resolved.cost, ParallelStepCost) and resolved.cost.tp.n == 2
+    # two GPUs hold more KV and step faster: the analytic capacity per replica is higher
+    assert two.screen.capacity > one.screen.capacity
+
+
+def test_a_tensor_parallel_size_vllm_refuses_is_a_clean_error_naming_the_candidate():
+    doc = tiny()
+    doc["candidates"]["tensor_parallel"] = [1, 3]  # Llama-3.1-8B: 32 heads, not divisible by 3
+    with pytest.raises(ScenarioError, match=r"candidates vllm-tp3@l40s: .*divisible by tensor parallel size \(3\)"):
+        plan(parse_plan(doc))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,3 +159,54 @@ def test_the_version_in_the_cache_key_is_the_packages() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert sim.__version__ == version
     assert points.code_fingerprint().startswith(version + "+")
+
+
+def _points(out: Path) -> str:
+    return json.dumps(json.loads((out / "results.json").read_text())["points"], sort_keys=True)
+
+
+def test_run_on_a_dask_cluster_is_byte_identical_and_resumes(tmp_path: Path) -> None:
+    """The same rows serially, with --jobs 2 (worker processes) and on a Dask cluster
+    (--scheduler); on Dask every point is saved as it finishes, and a rerun reuses them."""
+    distributed = pytest.importorskip("distributed")
+    scenario = small(tmp_path, users=[1, 3, 5])
+    run(scenario, tmp_path / "serial")
+    jobs = CliRunner().invoke(app, ["run", str(scenario), "--jobs", "2", "--out", str(tmp_path / "jobs")])
+    assert jobs.exit_code == 0, jobs.output
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        out = tmp_path / "dask"
+        cli = ["run", str(scenario), "--scheduler", address, "--out", str(out)]
+        first = CliRunner().invoke(app, cli)
+        assert first.exit_code == 0, first.output
+        assert _points(out) == _points(tmp_path / "serial") == _points(tmp_path / "jobs")
+        saved = sorted((out / "points").glob("*.json"))
+        assert len(saved) == 3 and not list((out / "points").glob("*.tmp"))
+        saved[1].unlink()  # as if the run had died before this point came back
+        again = CliRunner().invoke(app, cli)
+        assert again.exit_code == 0, again.output
+        assert "resumed:reused2of3" in "".join(again.output.split())
+        assert _points(out) == _points(tmp_path / "serial") and saved[1].is_file()
+
+
+def test_progress_counts_points_and_simulated_requests(tmp_path: Path) -> None:
+    from sim.cli.sweep import run_points
+    from sim.executor import SerialExecutor
+    from sim.scenario import load_scenario
+
+    seen: list[tuple[int, int, int]] = []
+    rows = run_points(load_scenario(small(tmp_path)), None, fast=True, executor=SerialExecutor(),
+                      progress=lambda *a: seen.append(a))
+    assert seen[0] == (0, 2, 0) and seen[-1] == (2, 2, sum(r["arrived"] for r in rows))
+    assert seen[1][2] == rows[0]["arrived"] > 0
+
+
+def test_an_unreachable_scheduler_is_a_clean_error(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = CliRunner().invoke(app, ["run", str(small(tmp_path)), "--scheduler", f"tcp://127.0.0.1:{port}"])
+    assert result.exit_code == 2 and "cannot reach the Dask scheduler" in result.output
+    assert "Traceback" not in result.output

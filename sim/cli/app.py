@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_value, with_override
@@ -72,6 +72,7 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
     import datetime as dt
 
     from sim.results.bench import DETAIL_KEY, bench_name, point_bench
+    from sim.results.fleet_plots import save_replica_plot
     from sim.results.plots import run_title, save_standard_plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,8 @@ def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) ->
             point = with_override(point, path, value)
         (bench / bench_name(r)).write_text(json.dumps(point_bench(point, r, date)) + "\n")
     save_standard_plots(flat, sweep[0] if sweep else None, out, run_title(scenario), scenario.workload.timeout_s)
+    save_replica_plot([(f"{r['server']} {r['sweep'] or ''}".strip(), r.get("notes", {}).get("replica_rows", []))
+                       for r in rows], out, scenario.name)
 
 
 def _check_out(out: Path | None) -> None:
@@ -108,6 +111,19 @@ def _check_out(out: Path | None) -> None:
     parent = next((p for p in out.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         _fail(f"--out {out}: {parent} is a file, not a folder; name a folder whose parents are folders")
+
+
+def _dask(scheduler: str) -> Any:
+    """A Dask executor on the named scheduler, or a clean error."""
+    try:
+        from sim.executor import DaskExecutor
+
+        return DaskExecutor(scheduler=scheduler, timeout_s=10.0)
+    except ImportError:
+        _fail("--scheduler needs dask.distributed: pip install 'servesim[dask]'")
+    except (OSError, TimeoutError, ValueError) as err:
+        _fail(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({err}); start one "
+              "(dask scheduler; dask worker ADDR) or run without --scheduler")
 
 
 def _say(text: str) -> None:
@@ -158,11 +174,15 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Write results.json/csv, bench JSONs and plots here.")] = None,
     reference: Annotated[bool, typer.Option("--reference", help="Step one pass at a time (no fast-forward).")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Run sweep points in this many processes.")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Run sweep points on an existing Dask cluster (tcp://HOST:PORT; trusted clusters only).")] = None,
     timeline: Annotated[Path | None, typer.Option(
         "--timeline", help="Also write a timeline of every pass and request as a Perfetto / Chrome trace "
         "(this .json path; one per sweep value) with its plots beside it. For small runs.")] = None,
 ) -> None:
     """Simulate every server of a scenario (and its sweep); print the table; write results."""
+    from contextlib import nullcontext
+
     from sim.cli.sweep import run_points
 
     _check_out(out)
@@ -173,13 +193,17 @@ def run_cmd(
 
             written = write_timelines(scenario, timeline)
             err_console.print(f"wrote {', '.join(map(str, written))} (open the .json at ui.perfetto.dev)")
-        with Progress(console=err_console, transient=True) as progress:
-            task = progress.add_task("simulating", total=None)
+        with _dask(scheduler) if scheduler else nullcontext() as executor, \
+                Progress(*Progress.get_default_columns(), TextColumn("{task.fields[what]}"),
+                         console=err_console, transient=True) as progress:
+            task = progress.add_task("simulating", total=None, what="")
 
-            def advance(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+            def advance(done: int, total: int, requests: int) -> None:
+                progress.update(task, completed=done, total=total,
+                                what=f"{done}/{total} points, {requests:,} requests simulated")
 
-            rows = run_points(scenario, out, fast=not reference, jobs=jobs, progress=advance, say=_say)
+            rows = run_points(scenario, out, fast=not reference, jobs=jobs, progress=advance, say=_say,
+                              executor=executor)
     except ScenarioError as err:
         _fail(_with_file(scenario_file, err))
     print_table(scenario, rows)

@@ -23,6 +23,7 @@ __all__ = ["register"]
 
 COLUMNS = [
     ("candidate", "candidate", "{}"), ("status", "status", "{}"), ("replicas", "replicas", "{}"),
+    ("gpus_per_replica", "GPUs/replica", "{}"),
     ("max_load_per_replica", "max load/replica", "{:.3g}"), ("usd_per_hour", "$/h", "{:.2f}"),
     ("usd_per_million_output_tokens", "$/1M out tok", "{:.3f}"), ("tokens_per_joule", "tok/J", "{:.2f}"),
     ("headroom", "headroom", "{:.0%}"), ("p99_ttft_ms", "TTFT p99 ms", "{:.0f}"),

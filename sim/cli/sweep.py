@@ -2,7 +2,11 @@
 
 Every point (one server at one sweep value) is saved under ``OUT/points/`` when it completes
 (:mod:`sim.cli.points`), so rerunning the same command resumes a sweep that died; with
-``--jobs N`` points run in worker processes that die with the command (:mod:`sim.cli.workers`).
+``--jobs N`` points run in worker processes that die with the command (:mod:`sim.cli.workers`);
+with ``--scheduler ADDR`` they are tasks on an existing Dask cluster (:mod:`sim.executor`), each
+saved here as its result comes back (a run that dies leaves the finished points saved; the
+cluster's workers are the cluster's, not the command's, and the scheduler drops the dead
+client's queued tasks).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from sim.cli.points import load_point, point_key, save_point
 from sim.cli.workers import run_in_workers
+from sim.executor import Executor
 from sim.scenario import Scenario, ScenarioError, with_override
 
 __all__ = ["capped", "point_row", "run_points"]
@@ -29,6 +34,11 @@ def point_row(scenario: Scenario, index: int, sweep: dict[str, Any], fast: bool)
     return {**result.row(), "notes": result.notes, **({DETAIL_KEY: detail} if detail is not None else {})}
 
 
+def _point_row(args: tuple[Scenario, int, dict[str, Any], bool]) -> dict[str, Any]:
+    """:func:`point_row` on one tuple (an executor maps one-argument functions)."""
+    return point_row(*args)
+
+
 def capped(scenario: Scenario, requests: int, users: int | None = None) -> Scenario:
     """The scenario with at most ``requests`` requests (and ``users`` closed-loop users) per point."""
     w = scenario.workload
@@ -43,7 +53,8 @@ def capped(scenario: Scenario, requests: int, users: int | None = None) -> Scena
 
 def run_points(
     scenario: Scenario, out: Path | None, fast: bool, jobs: int = 1,
-    progress: Callable[[int, int], None] | None = None, say: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None, say: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Run every point, saving each as it completes so a stopped sweep resumes where it died.
 
@@ -51,7 +62,9 @@ def run_points(
     cost profiles) are reused, and ``say`` is told how many; a corrupt saved point is reported
     and recomputed. With ``jobs > 1`` points run in worker processes; every point draws its
     workload from the scenario's seed alone, so the rows are identical whatever the executor and
-    the order. ``progress(done, total)`` is called as points finish.
+    the order. With an ``executor`` (e.g. :class:`sim.executor.DaskExecutor`) the points are its
+    tasks instead. ``progress(done, total, requests)`` is called as points finish (``requests``:
+    requests simulated by the finished points, ``arrived``, reused ones included).
     """
     from sim.simulation import resolve_servers, sweep_scenarios
 
@@ -87,10 +100,18 @@ def run_points(
             except OSError as err:
                 raise ScenarioError(f"--out {out}: cannot write {saved} ({err.strerror or err}); free space or "
                                     "name a folder you can write") from None
-        if progress:
-            progress(sum(r is not None for r in rows), len(rows))
+        report()
 
-    if jobs <= 1 or len(todo) <= 1:
+    def report() -> None:
+        if progress:
+            done = [r for r in rows if r is not None]
+            progress(len(done), len(rows), sum(int(r.get("arrived", 0)) for r in done))
+
+    report()
+    if executor is not None:
+        executor.map(_point_row, [args for _, args, _ in todo],
+                     done=lambda i, row: finish((todo[i][0], todo[i][2]), row))
+    elif jobs <= 1 or len(todo) <= 1:
         for slot, args, saved in todo:
             finish((slot, saved), point_row(*args))
     else:

@@ -102,6 +102,7 @@ def _resolve_vllm(spec: VllmSpec, model: ModelSpec, hardware: HardwareSpec) -> R
         enable_prefix_caching=spec.enable_prefix_caching if spec.enable_prefix_caching is not None else v1,
         prefill_first=not v1,
         watermark_blocks=0 if v1 else max(1, num_blocks // 100),
+        max_num_queued_reqs=spec.max_num_queued_reqs or 0,
     )
     cost, profile = build_cost(spec, "vllm", model, hardware, fmt, kv, 1 << 30, layout)
     notes: dict[str, object] = {

@@ -27,6 +27,7 @@ from sim.plan.replicas import REPLICA_MODEL, Job, Traffic, make_job, run_job, tr
 from sim.plan.schema import PlanSpec
 from sim.plan.screen import Screen, screen
 from sim.plan.search import Outcome, Verdict, judge, search
+from sim.results.frames import frame
 from sim.scenario import ScenarioError, ServerSpec
 from sim.scenario.workload import ClosedLoopArrival
 from sim.simulation import resolve_servers, scenario_workload
@@ -105,6 +106,18 @@ class PlanResult:
                  if not any((o_cost <= cost and o_lat <= lat) and (o_cost < cost or o_lat < lat) for o_cost, o_lat, _ in pts)]
         return sorted(front, key=lambda c: c.figures["usd_per_hour"])
 
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict per candidate: name, server, engine, hardware, GPUs per replica, status,
+        reason, simulations, analytic capacity, price per GPU-hour and every figure."""
+        return [{"candidate": c.name, "server": c.server, "engine": c.engine, "hardware": c.hardware,
+                 "gpus_per_replica": c.gpus_per_replica, "status": c.status, "reason": c.reason,
+                 "simulations": c.simulations, "analytic_capacity_per_replica": c.screen.capacity,
+                 "usd_per_gpu_hour": c.price.get("usd_per_gpu_hour"), **c.figures} for c in self.candidates]
+
+    def to_pandas(self) -> Any:
+        """:meth:`rows` as a pandas DataFrame indexed by candidate (needs the ``pandas`` extra)."""
+        return frame(self.rows()).set_index("candidate")
+
     def to_json(self) -> dict[str, Any]:
         """The whole result as JSON-able data."""
         cheapest = self.cheapest
@@ -152,7 +165,7 @@ def _figures(plan: PlanSpec, traffic: Traffic, c: CandidateResult, pm: PowerMode
     assert o is not None and o.plan_point is not None and o.replicas is not None and o.max_load is not None
     m = o.plan_point.means
     n, gpus = o.replicas, c.gpus_per_replica
-    watts = pm.watts(m["running_batch"]) * gpus
+    watts = pm.watts(m["running_batch"] / gpus) * gpus  # the fits are per GPU against its share of the batch
     per_gpu, price = _hourly(plan, c.hardware, watts / gpus)
     c.price = price | {"usd_per_gpu_hour": per_gpu}
     usd_h = n * gpus * per_gpu
@@ -168,11 +181,33 @@ def _figures(plan: PlanSpec, traffic: Traffic, c: CandidateResult, pm: PowerMode
     return out
 
 
-def _candidates(plan: PlanSpec) -> list[tuple[str, ServerSpec, str]]:
+@dataclass(frozen=True)
+class Candidate:
+    """One server on one hardware id at one TP size: a replica is ``tp`` GPUs."""
+
+    name: str
+    server: ServerSpec
+    hardware: str
+    """Catalog id of one GPU (prices and power are per GPU)."""
+    tp: int = 1
+
+    @property
+    def node(self) -> str:
+        """The replica's hardware as a scenario names it (``2x h100-sxm`` for TP 2)."""
+        return self.hardware if self.tp == 1 else f"{self.tp}x {self.hardware}"
+
+
+def _candidates(plan: PlanSpec) -> list[Candidate]:
+    """Every server x hardware x TP size (TP > 1 for vLLM only: ``vllm-tp2@h100-sxm``)."""
     out = []
     for server in plan.candidates.servers:
         for hw in plan.candidates.hardware:
-            out.append((f"{server.label}@{hw}", server, hw))
+            for tp in plan.candidates.tensor_parallel:
+                if tp == 1:
+                    out.append(Candidate(f"{server.label}@{hw}", server, hw))
+                elif getattr(server, "engine", None) == "vllm":
+                    out.append(Candidate(f"{server.label}-tp{tp}@{hw}",
+                                         server.model_copy(update={"tensor_parallel_size": tp}), hw, tp))
     return out
 
 
@@ -196,27 +231,28 @@ def plan(spec: PlanSpec, *, executor: Executor | None = None, width: int | None 
         think = arrival.think_time.mean_s if arrival.think_time else arrival.think_time_s
     results: list[CandidateResult] = []
     floors: dict[str, float] = {}
-    for name, server, hw in _candidates(spec):
-        job = make_job(spec, traffic, server, hw, traffic.per_replica(1), spec.seed)
+    for cand in _candidates(spec):
+        name, hw = cand.name, cand.hardware
+        job = make_job(spec, traffic, cand.server, cand.node, traffic.per_replica(1), spec.seed)
         try:
             resolved = resolve_servers(job.scenario)[0]
-            pm = _power(spec, hw, 1)
+            pm = _power(spec, hw, cand.tp)
             per_gpu, price = _hourly(spec, hw, pm.watts(0))
         except (ScenarioError, CatalogError) as err:
             raise ScenarioError(f"candidates {name}: {err}") from None
         sc = screen(resolved, prompt, output, bounds, closed, think)
-        r = CandidateResult(name, server.label, resolved.engine, hw, 1, sc, price, {
+        r = CandidateResult(name, cand.server.label, resolved.engine, hw, cand.tp, sc, price | {"usd_per_gpu_hour": per_gpu}, {
             "basis": pm.basis, "source": pm.source, "idle_w": pm.idle_w, "max_w": pm.max_w, "k": pm.k, "x0": pm.x0})
         n_floor = min(max(math.ceil(traffic.target / sc.capacity), spec.candidates.replicas.min),
                       spec.candidates.replicas.max)
-        floors[name] = n_floor * per_gpu
+        floors[name] = n_floor * per_gpu * cand.tp
         r.figures["analytic_floor_usd_per_hour"] = floors[name]
         if sc.reason:
             r.status, r.reason = "infeasible", f"analytic: {sc.reason}"
         results.append(r)
     order = sorted((r for r in results if not r.reason), key=lambda r: (floors[r.name], r.name))
     powers = {r.name: _power(spec, r.hardware, r.gpus_per_replica) for r in order}
-    by_name = {n: (srv, hw) for n, srv, hw in _candidates(spec)}
+    by_name = {c.name: (c.server, c.node) for c in _candidates(spec)}
     cache: dict[tuple[str, float], Verdict] = {}
     total = 0
     queue = list(order)

@@ -33,7 +33,7 @@ class Bounds(Spec):
 
 class Goodput(Spec):
     """A request is good when it completes within every bound given; at least ``min_share`` of
-    the counted requests must be good."""
+    the requests sent must be good."""
 
     ttft_ms: float | None = Field(gt=0, default=None)
     """Bound on time to first token."""
@@ -57,9 +57,9 @@ class PlanSlo(Spec):
     e2el_ms: Bounds | None = None
     """End-to-end latency."""
     max_timeout_share: float | None = Field(ge=0, le=1, default=None)
-    """Largest share of counted requests that time out."""
+    """Largest share of the requests sent that time out."""
     max_rejection_share: float | None = Field(ge=0, le=1, default=None)
-    """Largest share of counted requests rejected."""
+    """Largest share of the requests sent that are rejected."""
     goodput: Goodput | None = None
     """Minimum share of requests meeting per-request bounds."""
 
@@ -130,7 +130,8 @@ class Candidates(Spec):
     hardware: list[str] = Field(min_length=1)
     """Catalog hardware ids, one replica = one device."""
     tensor_parallel: list[int] = Field(default=[1], min_length=1)
-    """TP sizes (only 1 until tensor parallelism lands)."""
+    """TP sizes: a vLLM server is a candidate at each size n on ``n x hardware`` (one replica =
+    n GPUs, priced and powered as n); other engines at 1 only."""
     router: Literal["random"] = "random"
     """How requests are spread over replicas (random: each replica sees 1/N of the traffic)."""
     replicas: Replicas = Replicas()
@@ -138,8 +139,18 @@ class Candidates(Spec):
 
     @model_validator(mode="after")
     def _tp(self) -> Self:
-        if self.tensor_parallel != [1]:
-            raise ValueError("tensor_parallel other than [1] needs tensor parallelism (not in this version); use [1]")
+        sizes = self.tensor_parallel
+        if any(n < 1 for n in sizes) or len(set(sizes)) != len(sizes):
+            raise ValueError(f"tensor_parallel {sizes} must be distinct sizes >= 1, e.g. [1, 2]")
+        if any(n > 1 for n in sizes) and not any(getattr(s, "engine", None) == "vllm" for s in self.servers):
+            raise ValueError(f"tensor_parallel {sizes}: only vLLM servers run tensor parallel; "
+                             "add a vllm server or use [1]")
+        for s in self.servers:
+            spread = [f"{k} {getattr(s, k)}" for k in ("tensor_parallel_size", "pipeline_parallel_size",
+                                                        "data_parallel_size") if getattr(s, k, 1) != 1]
+            if spread:
+                raise ValueError(f"server {s.label!r} sets {', '.join(spread)}; in a plan, one replica's GPUs "
+                                 "come from candidates.tensor_parallel (e.g. tensor_parallel: [1, 2])")
         return self
 
 

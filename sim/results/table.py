@@ -63,6 +63,10 @@ def table_rows(rows: Sequence[dict[str, Any]], sweep: str | Sequence[str] | None
     headers = [f.split(".")[-1] for f in fields] + [head for _, head, _ in cols]
     cells = [[str(r["sweep"].get(f, "")) for f in fields]
              + [_fmt(r.get(key), pat) for key, _, pat in cols] for r in rows]
+    if any(r.get("notes", {}).get("retries") for r in rows):  # fleets whose clients retry refused requests
+        headers.append("retries")
+        for r, row_cells in zip(rows, cells, strict=True):
+            row_cells.append(str(r.get("notes", {}).get("retries", "-")))
     return headers, cells
 
 

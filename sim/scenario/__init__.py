@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sim.scenario.base import ScenarioError, Spec
 from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec
+from sim.scenario.fleet import FleetSpec, KvTransferSpec, ServerEntry, is_fleet
 from sim.scenario.io import (
     format_validation_error,
     load_scenario,
@@ -22,6 +23,7 @@ from sim.scenario.io import (
     parse_value,
     with_override,
 )
+from sim.scenario.router import RouterSpec
 from sim.scenario.servers import (
     ConstantCostSpec,
     CostSpec,
@@ -67,9 +69,11 @@ __all__ = [
     "CostSpec",
     "EmpiricalLength",
     "FixedLength",
+    "FleetSpec",
     "FrontendSpec",
     "GammaArrival",
     "HfConfigModel",
+    "KvTransferSpec",
     "LengthSpec",
     "LinearCostSpec",
     "LlamaCppSpec",
@@ -81,11 +85,13 @@ __all__ = [
     "PoissonArrival",
     "RampArrival",
     "RooflineCostSpec",
+    "RouterSpec",
     "SampledServiceSpec",
     "Scenario",
     "ScenarioError",
     "SerialDecodeSpec",
     "ServerCommon",
+    "ServerEntry",
     "ServerSpec",
     "ServiceDistribution",
     "SingleQueueSpec",
@@ -99,6 +105,7 @@ __all__ = [
     "VllmSpec",
     "WorkloadSpec",
     "format_validation_error",
+    "is_fleet",
     "load_scenario",
     "parse_scenario",
     "parse_value",

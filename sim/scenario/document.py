@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 from sim.scenario.base import Spec
-from sim.scenario.servers import ServerSpec
+from sim.scenario.fleet import ServerEntry
 from sim.scenario.workload import WorkloadSpec
 
 
@@ -126,8 +126,8 @@ class Scenario(Spec):
     """Catalog hardware id (e.g. rtx-4090) or an inline hardware spec."""
     workload: WorkloadSpec
     """Arrival process, lengths and client timeout."""
-    servers: list[ServerSpec] = Field(min_length=1)
-    """Servers to compare on the same workload (same seed, same requests)."""
+    servers: list[ServerEntry] = Field(min_length=1)
+    """Servers (or fleets of them) to compare on the same workload (same seed, same requests)."""
     sweep: SweepSpec | None = None
     """Optional sweep over one field."""
     slo: SloSpec | None = None

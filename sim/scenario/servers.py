@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from sim.scenario.base import Spec
+from sim.scenario.router import RouterSpec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +121,10 @@ class ServerCommon(Spec):
     """How long a forward pass takes."""
     threads: int | None = Field(ge=1, default=None)
     """CPU threads the engine computes with (CPU serving: picks the profile measured with them)."""
+    replicas: int = Field(ge=1, default=1)
+    """Copies of this server, each on its own hardware, behind ``router`` (a fleet when > 1)."""
+    router: RouterSpec | None = None
+    """The router in front of the replicas (default with replicas > 1: round_robin)."""
     expert_skew: float = Field(ge=0, default=0.0)
     """Routing skew of a mixture-of-experts model: Zipf exponent of the experts' popularity (0 =
     uniform routing). No measured distribution is cited; a what-if knob."""
@@ -405,6 +410,9 @@ class VllmSpec(ServerCommon):
     """Chunked prefill (always on in V1; off by default in V0)."""
     num_gpu_blocks_override: int | None = Field(ge=1, default=None)
     """Use exactly this many KV blocks instead of the memory-derived number."""
+    max_num_queued_reqs: int | None = Field(ge=1, default=None)
+    """--max-num-queued-reqs (vLLM PR #49445, 2026-07): HTTP 503 once this many requests are in
+    flight, waiting + running (default: off, vLLM never rejects)."""
     tensor_parallel_size: int = Field(ge=1, default=1)
     """-tp: GPUs each layer's weights are sharded over (Megatron style; two all-reduces per layer)."""
     pipeline_parallel_size: int = Field(ge=1, default=1)

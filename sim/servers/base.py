@@ -231,6 +231,16 @@ class IterationServer:
         self.cost = cost
         self.fast = fast
         self._lines: dict[int, DecodeLine] = {}
+        self.wakeable = False
+        """In a fleet: when idle, also wake on :meth:`kick` (a request routed here sooner than
+        the client's next arrival said), and never end on its own."""
+        self._kicked: simpy.Event | None = None
+
+    def kick(self) -> None:
+        """Wake the server if it is idle (a fleet routed a request to it)."""
+        kicked = self._kicked
+        if kicked is not None and not kicked.triggered:
+            kicked.succeed()
 
     def _line(self, num_seqs: int) -> DecodeLine:
         line = self._lines.get(num_seqs)
@@ -263,6 +273,12 @@ class IterationServer:
             step = scheduler.schedule(now)
             if step is None:
                 wake = min(client.next_arrival_s(), self._next_deadline(deadlines), scheduler.wake_at())
+                if self.wakeable:
+                    kicked = self._kicked = env.event()
+                    yield kicked if wake == INF else env.any_of([kicked, env.timeout(max(wake - env.now, 0.0))])
+                    self._kicked = None
+                    now = env.now
+                    continue
                 if wake == INF:
                     return
                 yield env.timeout(max(wake - env.now, 0.0))
@@ -352,7 +368,7 @@ class IterationServer:
         event = self._next_deadline(deadlines) if deadlines else INF
         if scheduler.admits_arrivals():
             arrival = client.next_arrival_s()
-            event = arrival if arrival < event else event
+            event = min(event, arrival)
         passes = scheduler.safe_passes()
         return line.run_until(context, num_seqs, passes if passes > 0 else 1, event - now)
 

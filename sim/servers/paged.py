@@ -41,6 +41,9 @@ class PagedPolicy:
     """vLLM V0's default: passes of whole prompts only, decodes only when no prompt is admitted."""
     watermark_blocks: int = 0
     """Blocks V0 keeps free when admitting a prompt (1 % of the pool)."""
+    max_num_queued_reqs: int = 0
+    """``--max-num-queued-reqs``: requests in flight (waiting + running) beyond which the API
+    server answers 503 (vLLM PR #49445, 2026-07; 0: off, the default)."""
 
 
 def _blocks(tokens: int, block_size: int) -> int:
@@ -62,6 +65,10 @@ class PagedScheduler(Scheduler):
     def add(self, request: Request, now: float) -> None:
         if request.prompt_tokens + request.output_tokens > self.policy.max_model_len:
             self.end(request, now, Status.CANCELLED)  # HTTP 400: exceeds max_model_len
+            return
+        cap = self.policy.max_num_queued_reqs
+        if cap and self.num_waiting + len(self.running) >= cap:
+            self.end(request, now, Status.REJECTED)  # HTTP 503: too many requests in flight
             return
         super().add(request, now)
 

@@ -42,6 +42,8 @@ class RequestLevelServer:
     def __init__(self, num_slots: int, service_s: np.ndarray) -> None:
         self.num_slots = num_slots
         self.service_s = service_s
+        self.wakeable = False
+        """In a fleet: the feeder also wakes on :meth:`kick`."""
 
     def start(self, env: simpy.Environment, client: Client, recorder: Recorder) -> simpy.Process:
         """Spawn the arrival feeder and the slot processes."""
@@ -60,9 +62,19 @@ class RequestLevelServer:
             wake = client.next_arrival_s()
             if wake == float("inf"):
                 self._wake = env.event()
-                yield self._wake  # closed loop: woken by a completion
+                yield self._wake  # closed loop: woken by a completion (or a fleet's kick)
+                continue
+            if self.wakeable:
+                self._wake = env.event()
+                yield env.any_of([self._wake, env.timeout(wake - env.now)])
                 continue
             yield env.timeout(wake - env.now)
+
+    def kick(self) -> None:
+        """Wake the arrival feeder (a fleet routed a request here sooner than it expected)."""
+        wake = getattr(self, "_wake", None)
+        if wake is not None and not wake.triggered:
+            wake.succeed()
 
     def _notify(self, client: Client, request: Request, now: float) -> None:
         client.on_done(request, now)
