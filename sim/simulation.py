@@ -15,10 +15,12 @@ from sim.executor import Executor
 from sim.fleet import ResolvedFleet, build_server, replica_rows, resolve_fleet, simulate_fleet
 from sim.frontend import wrap_client
 from sim.limits import check_size
+from sim.llamaswap import resolve_swap_models, simulate_swap, swap_results
 from sim.metrics import summarize
+from sim.multimodel import load_gb_s, read_gb_s, resolve_models, simulate_models
 from sim.recorder import Recorder
 from sim.requests import Status
-from sim.scenario import Scenario, ScenarioError, is_fleet, with_override
+from sim.scenario import LlamaCppSpec, OllamaSpec, Scenario, ScenarioError, is_fleet, with_override
 from sim.servers.base import IterationServer
 from sim.servers.request_level import RequestLevelServer
 from sim.servers.speculative import SpeculativePagedScheduler, SpeculativeSlotScheduler
@@ -61,6 +63,12 @@ def resolve_servers(scenario: Scenario) -> list[ResolvedServer]:
     out = []
     for i, spec in enumerate(scenario.servers):
         try:
+            if isinstance(spec, OllamaSpec) and spec.models:  # several models: each resolved (checked) alone
+                out.append(resolve_models(spec, hardware)[0].resolved)
+                continue
+            if isinstance(spec, LlamaCppSpec) and spec.llama_swap is not None:  # llama-swap: likewise
+                out.append(resolve_swap_models(spec, hardware)[0].resolved)
+                continue
             out.append(resolve_fleet(spec, model, hardware) if is_fleet(spec) else resolve_server(spec, model, hardware))
         except (EngineError, CatalogError) as err:
             raise ScenarioError(f"servers.{i}: {err}") from None
@@ -137,12 +145,54 @@ def run_server(
     workload = workload if workload is not None else scenario_workload(scenario)
     if isinstance(resolved, ResolvedFleet):
         return _run_fleet(scenario, resolved, workload, fast, sweep)
+    spec = scenario.servers[index]
+    if isinstance(spec, OllamaSpec) and spec.models:
+        return _run_models(scenario, spec, resolved, workload, sweep or {})
+    if isinstance(spec, LlamaCppSpec) and spec.llama_swap is not None:
+        return _run_swap(scenario, spec, resolved, workload, sweep or {})
     counters: dict[str, float] = {}
     recorder = simulate(scenario, resolved, workload, fast=fast, counters=counters, start=start)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = {**summarize(recorder, _warmup(scenario, recorder.num_arrived), slo), **counters}
     notes = {**resolved.notes, "weight_format": resolved.weight_format}
     return PointResult(resolved.label, resolved.engine, sweep or {}, metrics, recorder, notes)
+
+
+def _run_models(scenario: Scenario, spec: OllamaSpec, first: ResolvedServer, workload: Workload,
+                sweep: dict[str, Any]) -> PointResult:
+    """A multi-model Ollama server (sim.multimodel): overall metrics, per-model results in the notes."""
+    w = scenario.workload
+    client = wrap_client(make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF), first.frontend)
+    recorder, per_model, runners = simulate_models(spec, resolve_hardware(scenario.hardware), client, len(workload),
+                                                   scenario.seed)
+    slo = scenario.slo.model_dump() if scenario.slo else None
+    metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
+    metrics |= {"loads": sum(r.loads for r in runners), "evictions": sum(r.evictions for r in runners),
+                "load_time_s": sum(r.load_time_s for r in runners)}
+    notes = {**first.notes, "weight_format": first.weight_format, "models": per_model,
+             "max_loaded_models": spec.max_loaded_models or 3 * resolve_hardware(scenario.hardware).count,
+             "load": f"start-up {spec.startup_s} s + bytes / {load_gb_s(spec):g} GB/s ({spec.storage}, loader cap "
+                      f"{spec.load_cap_gb_s:g} GB/s); VRAM recovery {spec.vram_recovery_s} s"}
+    return PointResult(spec.label, "ollama", sweep, metrics, recorder, notes)
+
+
+def _run_swap(scenario: Scenario, spec: LlamaCppSpec, first: ResolvedServer, workload: Workload,
+              sweep: dict[str, Any]) -> PointResult:
+    """llama-swap in front of llama-server (sim.llamaswap): overall metrics, per-model results in the notes."""
+    w = scenario.workload
+    assert spec.llama_swap is not None
+    client = wrap_client(make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF), first.frontend)
+    recorder, server = simulate_swap(spec, resolve_hardware(scenario.hardware), client, len(workload), scenario.seed)
+    slo = scenario.slo.model_dump() if scenario.slo else None
+    metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
+    metrics |= {"loads": sum(r.loads for r in server.runners), "evictions": sum(r.evictions for r in server.runners),
+                "load_time_s": sum(r.load_time_s for r in server.runners), "swaps": server.swaps}
+    swap = spec.llama_swap
+    notes = {**first.notes, "weight_format": first.weight_format, "models": swap_results(server, recorder),
+             "load": f"llama-swap {swap.version} ({'FIFO router' if server.router else 'ProcessGroup'}): start-up "
+                     f"{swap.startup_s} s + bytes / {read_gb_s(spec.label, swap.storage, swap.load_cap_gb_s):g} GB/s "
+                     f"({swap.storage}), ready at the next health poll"}
+    return PointResult(spec.label, "llama-swap", sweep, metrics, recorder, notes)
 
 
 def _run_fleet(

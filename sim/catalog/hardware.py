@@ -82,6 +82,9 @@ class HardwareSpec(_Spec):
     interconnect: str | None = None
     """Link between the devices (an id of ``sim/catalog/interconnects.yaml``, e.g.
     ``nvlink4-nvswitch``, ``pcie5-nop2p``); default: the link that GPU has in its usual server."""
+    host: str | None = None
+    """The machine's CPU (a catalog ``cpu`` id): where llama.cpp / Ollama run the layers they do not
+    offload to the GPU; default by GPU kind (``sim.offload.DEFAULT_HOSTS``)."""
 
     @model_validator(mode="after")
     def _cpu_has_cores(self) -> HardwareSpec:

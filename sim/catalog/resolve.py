@@ -32,7 +32,7 @@ def resolve_model(model: str | HfConfigModel, base_dir: str | Path = ".") -> Mod
 def resolve_hardware(hardware: str | dict[str, Any]) -> HardwareSpec:
     """The hardware a scenario names: a catalog id, an inline spec, or a node of several GPUs
     (``8x h100-sxm``, or ``{gpu: rtx-5090, count: 2, interconnect: pcie5-nop2p}`` where ``gpu``
-    is a catalog id or an inline spec)."""
+    is a catalog id or an inline spec; ``host``: the machine's CPU, a catalog cpu id)."""
     try:
         if isinstance(hardware, dict):
             if "gpu" in hardware:
@@ -49,7 +49,7 @@ def resolve_hardware(hardware: str | dict[str, Any]) -> HardwareSpec:
         raise ScenarioError(f"hardware: {err}") from None
 
 
-_NODE_KEYS = {"gpu", "count", "interconnect"}
+_NODE_KEYS = {"gpu", "count", "interconnect", "host"}
 
 
 def _node(data: dict[str, Any]) -> HardwareSpec:
@@ -62,8 +62,12 @@ def _node(data: dict[str, Any]) -> HardwareSpec:
     count = data.get("count", 1)
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise CatalogError(f"count must be a whole number of GPUs >= 1, got {count!r}")
+    host = data.get("host", base.host)
+    if host is not None and get_hardware(str(host)).kind != "cpu":
+        raise CatalogError(f"host {host!r} is not a cpu; name a catalog cpu (e.g. cpu-generic-16c)")
     spec = HardwareSpec.model_validate(
-        {**base.model_dump(), "count": count, "interconnect": data.get("interconnect", base.interconnect)}
+        {**base.model_dump(), "count": count, "interconnect": data.get("interconnect", base.interconnect), "host": host}
     )
-    link_of(spec)
+    if count > 1 or spec.interconnect:
+        link_of(spec)
     return spec

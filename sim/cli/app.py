@@ -141,8 +141,30 @@ def profile_lines(rows: list[dict[str, Any]]) -> list[str]:
             line = f"  {row['server']}: {profile} ({notes.get('cost_profile_kind', '?')}: {notes.get('cost_profile_reason', '?')})"
             if "frontend" in notes:
                 line += f"; front end: {notes['frontend']}"
+            if "split" in notes:  # a GPU/CPU split, as `ollama ps` prints it
+                line += (f"; split {notes['split']} ({notes.get('offloaded')} on the GPU, output layer on the "
+                         f"{notes.get('output_layer')}, CPU layers on {notes.get('host')}: {notes.get('split_reason')})")
             seen[key] = line
     return list(seen.values())
+
+
+def model_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Per model of a multi-model server (sim.multimodel): requests, tok/s, loads, evictions, time loading, p99s."""
+    lines = []
+    for row in rows:
+        models = (row.get("notes") or {}).get("models")
+        if not models:
+            continue
+        point = " ".join(f"{k}={v}" for k, v in row["sweep"].items())
+        lines.append(f"models of {row['server']} {point} ({row['notes'].get('load')}):")
+        for name, m in models.items():
+            lines.append(
+                f"  {name}: {m['requests']} requests, {m['output_throughput']:.1f} out tok/s, {m['loads']} loads "
+                f"({m['load_s_each']:.1f} s each, {m['load_time_s']:.0f} s loading), {m['evictions']} evictions, "
+                f"{m['expiries']} keep_alive expiries, {100 * m['waited_for_load']:.0f}% waited for a load; "
+                f"TTFT p99 {m['ttft_p99_ms']:.0f} ms, E2E p99 {m['e2el_p99_ms']:.0f} ms"
+            )
+    return lines
 
 
 @app.command("run")
@@ -187,6 +209,8 @@ def run_cmd(
     print_table(scenario, rows)
     console.print("cost profiles (what priced each server's passes, and why):", highlight=False)
     for line in profile_lines(rows):
+        console.print(line, highlight=False)
+    for line in model_lines(rows):
         console.print(line, highlight=False)
     if out is not None:
         try:

@@ -8,6 +8,7 @@ from typing import assert_never
 
 from sim.catalog import HardwareSpec, ModelSpec
 from sim.costs import RooflineStepCost
+from sim.costs_offload import OffloadStepCost
 from sim.engines.base import EngineError, ResolvedServer, ServerSpecT
 from sim.engines.slots import (
     _resolve_llama_cpp,
@@ -77,7 +78,9 @@ def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: Hardwa
     if front.is_zero:
         return resolved
     note = front.describe()
-    if (front.token_s or front.step_s) and not isinstance(resolved.cost, RooflineStepCost):
+    if (front.token_s or front.step_s) and isinstance(resolved.cost, OffloadStepCost):  # GPU + host CPU
+        resolved.cost = resolved.cost.with_overheads(front.token_s, front.step_s)
+    elif (front.token_s or front.step_s) and not isinstance(resolved.cost, RooflineStepCost):
         note += " (in-engine part not applied: the cost model is not a roofline)"
     resolved.notes["frontend"] = note
     if (front.token_s or front.step_s) and isinstance(resolved.cost, RooflineStepCost):

@@ -14,6 +14,7 @@ from sim.engines.base import (
     _kv_bytes,
     _version,
 )
+from sim.engines.offload import llama_cpp_offload, offload_server, ollama_offload
 from sim.engines.pricing import (
     _check_split_fits,
     _check_weights_fit,
@@ -62,10 +63,34 @@ def _ollama_fixes(parallel: int, num_ctx: int, kv: float, free: float) -> list[s
     return fixes or ["use a smaller model, a smaller kv_cache_dtype or larger hardware"]
 
 
+def _ollama_policy(spec: OllamaSpec, parallel: int, num_ctx: int) -> tuple[SlotPolicy, str]:
+    runner = spec.runner or ("llama-server" if _version(spec.version) >= (0, 30, 0) else "llamarunner")
+    modes: dict[str, BudgetMode] = {"llamarunner": "per_seq", "ollamarunner": "shared", "llama-server": "batch"}
+    policy = SlotPolicy(
+        num_slots=parallel,
+        slot_context_tokens=num_ctx,
+        prompt_budget=spec.num_batch,
+        budget_mode=modes[runner],
+        context_shift=True,
+        max_queue=spec.max_queue,
+        load_time_s=spec.load_time_s,
+        keep_alive_s=spec.keep_alive_s,
+        cold_start=spec.cold_start,
+    )
+    return policy, runner
+
+
 def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     fmt = _format_for(spec, "ollama")
     kv = _kv_bytes(model, spec)
     weights = model.weight_bytes(fmt)
+    parallel, num_ctx, why = _ollama_defaults(spec, kv, hardware.memory_bytes - weights - CUDA_CONTEXT_BYTES)
+    offload = ollama_offload(spec, model, hardware, fmt, kv, parallel * num_ctx)
+    if offload is not None:  # a split between the GPU and the host CPU
+        policy, runner = _ollama_policy(spec, parallel, num_ctx)
+        notes = {"num_parallel": parallel, "num_parallel_reason": why, "num_ctx": num_ctx, "runner": runner}
+        return offload_server(spec, "ollama", model, hardware, fmt, kv, offload, policy,
+                              ctx_tokens=parallel * num_ctx, ubatch=spec.num_batch, notes=notes)
     gpus, placement = ollama_gpus(
         _version(spec.version), weights + CUDA_CONTEXT_BYTES, hardware.memory_bytes, hardware.count, spec.sched_spread
     )
@@ -82,19 +107,7 @@ def _resolve_ollama(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec) 
             f"{parallel * num_ctx * kv / GIB:.1f} GiB, {free / GIB:.1f} GiB free after weights; "
             + " or ".join(_ollama_fixes(parallel, num_ctx, kv, free))
         )
-    runner = spec.runner or ("llama-server" if _version(spec.version) >= (0, 30, 0) else "llamarunner")
-    modes: dict[str, BudgetMode] = {"llamarunner": "per_seq", "ollamarunner": "shared", "llama-server": "batch"}
-    policy = SlotPolicy(
-        num_slots=parallel,
-        slot_context_tokens=num_ctx,
-        prompt_budget=spec.num_batch,
-        budget_mode=modes[runner],
-        context_shift=True,
-        max_queue=spec.max_queue,
-        load_time_s=spec.load_time_s,
-        keep_alive_s=spec.keep_alive_s,
-        cold_start=spec.cold_start,
-    )
+    policy, runner = _ollama_policy(spec, parallel, num_ctx)
     cost, profile = build_cost(spec, "ollama", model, hardware, fmt, kv, spec.num_batch, layout)
     notes = {"num_parallel": parallel, "num_parallel_reason": why, "num_ctx": num_ctx, "runner": runner}
     if hardware.count > 1:
@@ -133,18 +146,22 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
             )
     if not unified:
         _check_slot_context(spec.label, ctx, parallel, 16)
+    policy = SlotPolicy(
+        num_slots=parallel,
+        slot_context_tokens=ctx if unified else ctx // parallel,
+        prompt_budget=spec.batch_size,
+        budget_mode="batch",
+        unified=unified,
+        context_shift=shift,
+    )
+    notes: dict[str, object] = {"parallel": parallel, "kv_unified": unified, "ctx_size": ctx, "context_shift": shift}
+    offload = llama_cpp_offload(spec, model, hardware, fmt, kv, ctx)
+    if offload is not None:  # a split between the GPU and the host CPU
+        resolved = offload_server(spec, "llama.cpp", model, hardware, fmt, kv, offload, policy, ctx_tokens=ctx,
+                                  ubatch=spec.ubatch_size, notes=notes)
+        return _speculate(resolved, drafting, spec, fmt)
     resolved = _slot_server(
-        spec, "llama.cpp", model, hardware, fmt, kv,
-        SlotPolicy(
-            num_slots=parallel,
-            slot_context_tokens=ctx if unified else ctx // parallel,
-            prompt_budget=spec.batch_size,
-            budget_mode="batch",
-            unified=unified,
-            context_shift=shift,
-        ),
-        total_ctx=ctx, ubatch=spec.ubatch_size,
-        notes={"parallel": parallel, "kv_unified": unified, "ctx_size": ctx, "context_shift": shift},
+        spec, "llama.cpp", model, hardware, fmt, kv, policy, total_ctx=ctx, ubatch=spec.ubatch_size, notes=notes,
         layout=_split_layout(spec, model, hardware, fmt, hardware.count if spec.split_mode != "none" else 1),
     )
     return _speculate(resolved, drafting, spec, fmt)

@@ -137,6 +137,58 @@ class ServerCommon(Spec):
         return self.name or getattr(self, "engine", None) or self.kind
 
 
+class OllamaModelSpec(Spec):
+    """One model an Ollama server holds among several (issue 20; docs/local_servers.md)."""
+
+    model: str = Field(min_length=1)
+    """Catalog model id (the server's quantization and options apply to it)."""
+    weight: float = Field(gt=0)
+    """Share of the requests that name this model (the weights of all models sum to 1)."""
+    keep_alive_s: float | None = None
+    """keep_alive the requests for this model set: idle seconds before unloading (negative:
+    forever, 0: unload when idle; default: the server's keep_alive_s)."""
+
+
+class SwapModelSpec(Spec):
+    """One model behind llama-swap: its own llama-server process (``models.<id>.cmd``)."""
+
+    model: str = Field(min_length=1)
+    """Catalog model id (run with the server's llama.cpp options)."""
+    weight: float = Field(gt=0)
+    """Share of the requests that name this model (the weights of all models sum to 1)."""
+    ttl_s: float = Field(ge=0, default=0.0)
+    """``ttl``: idle seconds before llama-swap stops the process (0: never, the default)."""
+
+
+class LlamaSwapSpec(Spec):
+    """llama-swap in front of llama-server, one process per model (LOCAL_SERVERS.md §5)."""
+
+    version: str = "v250"
+    """llama-swap release: up to v217 the ProcessGroup swap (health polled every 5 s, one request at a
+    time through a swap); from v218 the FIFO router (polled every 1 s; queued requests grouped by model)."""
+    models: list[SwapModelSpec] = Field(min_length=1)
+    """The models, all in the default group (swap: one at a time; exclusive)."""
+    concurrency_limit: int = Field(ge=1, default=10)
+    """``concurrencyLimit``: requests in flight per model before HTTP 429."""
+    storage: str = "nvme-pcie4"
+    """The disk the models load from (``sim/catalog/storage.yaml``)."""
+    load_cap_gb_s: float = Field(gt=0, default=3.9)
+    """Most GB/s a llama-server start reads (59 GB paged in in 15.1 s, llama.cpp #19191)."""
+    startup_s: float = Field(ge=0, default=1.0)
+    """Seconds to start llama-server besides reading the weights."""
+
+    @model_validator(mode="after")
+    def _mix(self) -> Self:
+        total = sum(m.weight for m in self.models)
+        if abs(total - 1.0) > 1e-9:
+            fixed = ", ".join(f"{m.model}: {m.weight / total:.3g}" for m in self.models)
+            raise ValueError(f"llama_swap.models: the weights sum to {total:g}, not 1; scale them ({fixed})")
+        names = [m.model for m in self.models]
+        if len(set(names)) < len(names):
+            raise ValueError(f"llama_swap.models: {sorted({n for n in names if names.count(n) > 1})} listed twice; list each once")
+        return self
+
+
 class OllamaSpec(ServerCommon):
     """Ollama: FIFO queue in front of ``num_parallel`` llama.cpp slots (ENGINES.md A.1)."""
 
@@ -164,6 +216,38 @@ class OllamaSpec(ServerCommon):
     """The model is not loaded when the run starts."""
     sched_spread: bool = False
     """OLLAMA_SCHED_SPREAD: always spread the model across all GPUs (default: the fewest that fit)."""
+    models: list[OllamaModelSpec] | None = None
+    """Several models on this server: requests name one (drawn by weight from the seed); the
+    scheduler loads, keeps and evicts them by version (docs/local_servers.md). Unset: the scenario's model."""
+    max_loaded_models: int | None = Field(ge=1, default=None)
+    """OLLAMA_MAX_LOADED_MODELS (default 3 x GPUs)."""
+    storage: str = "nvme-pcie4"
+    """The disk the models load from (``sim/catalog/storage.yaml``: hdd-7200, sata-ssd, nvme-pcie3/4/5)."""
+    load_cap_gb_s: float = Field(gt=0, default=3.0)
+    """Most GB/s Ollama's loader reads, whatever the disk (ollama #9720: 1-3 GB/s from storage that
+    reads 14-22 GB/s, v0.6.0); load = start-up + bytes / min(disk, this)."""
+    startup_s: float = Field(ge=0, default=1.0)
+    """Seconds to start a runner besides reading its weights (warm loads of 0.6-1.1 s on an M3 Pro,
+    LOCAL_SERVERS.md §4)."""
+    vram_recovery_s: float = Field(ge=0, default=0.5)
+    """Seconds Ollama waits after unloading for the GPU memory to come back (it polls every 250 ms,
+    typically 0.5-1.5 s; the low end assumed)."""
+
+    num_gpu: int | None = Field(ge=-1, default=None)
+    """num_gpu: layers on the GPU, the last ones (the output layer counts as one); -1 or unset: Ollama's
+    own split by version (its memory estimate; from 0.30 llama-server's --fit); 0: CPU only."""
+
+    @model_validator(mode="after")
+    def _mix(self) -> Self:
+        if self.models is not None:
+            total = sum(m.weight for m in self.models)
+            if not self.models or abs(total - 1.0) > 1e-9:
+                fixed = ", ".join(f"{m.model}: {m.weight / total:.3g}" for m in self.models) if self.models else "one model: 1"
+                raise ValueError(f"models: the weights sum to {total:g}, not 1; scale them ({fixed})")
+            names = [m.model for m in self.models]
+            if len(set(names)) < len(names):
+                raise ValueError(f"models: {sorted({n for n in names if names.count(n) > 1})} listed twice; list each model once")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,8 +352,16 @@ class LlamaCppSpec(ServerCommon):
     tensor_split: list[float] | None = None
     """-ts: proportions of the layers per GPU, e.g. [3, 1] (default: in proportion to free memory,
     i.e. even over identical GPUs)."""
+    n_gpu_layers: int | Literal["auto"] | None = None
+    """-ngl: layers on the GPU, the last ones (the output layer counts as one; 99 or 999: all). Default
+    by build: all layers until --fit (b7400, assumed), ``auto`` (--fit: as many as leave 1 GiB free) after."""
+    op_offload: bool = True
+    """--op-offload (default on): passes of >= 32 tokens run the CPU layers on the GPU, their weights
+    copied over PCIe; false: --no-op-offload."""
     main_gpu: int = Field(ge=0, default=0)
     """-mg: the GPU of ``split_mode: none`` and the one holding KV and results under ``row``."""
+    llama_swap: LlamaSwapSpec | None = None
+    """Several models behind llama-swap (a process per model, swapped on demand; docs/local_servers.md)."""
     model_draft: str | None = None
     """--model-draft: a draft model (catalog id, run in the server's weight format) that turns on
     speculative decoding; each slot drafts with its own draft context."""

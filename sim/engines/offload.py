@@ -1,0 +1,153 @@
+"""Partial offload in the slot engines: Ollama's ``num_gpu`` and its default split by version,
+llama.cpp's ``-ngl`` / ``--fit``; the GPU and host memory checks; the resolved server with the
+offload step cost (placement and pricing in :mod:`sim.offload`).
+
+A split is only made on one GPU: a model that fits keeps today's path (and results, bit for bit),
+as does any explicit setting that puts every layer on the GPU.
+"""
+
+from __future__ import annotations
+
+from sim.catalog import HardwareSpec, ModelSpec, WeightFormat
+from sim.catalog.base import CatalogError
+from sim.costs import RooflineStepCost
+from sim.engines.base import CUDA_CONTEXT_BYTES, GIB, EngineError, ResolvedServer, _version
+from sim.engines.pricing import build_cost
+from sim.offload import (
+    LLAMA_CPP_FIT_BUILD,
+    LLAMA_CPP_OUTPUT_FIRST_BUILD,
+    OLLAMA_FIT_VERSION,
+    Offload,
+    fit_layers,
+    host_link,
+    host_of,
+    offload_cost,
+    ollama_legacy_layers,
+    place,
+)
+from sim.scenario import LlamaCppSpec, OllamaSpec
+from sim.servers.slots import SlotPolicy
+
+__all__ = ["llama_cpp_offload", "offload_server", "ollama_offload"]
+
+
+def _fits_today(model: ModelSpec, fmt: WeightFormat, kv: float, hardware: HardwareSpec, ctx_tokens: int) -> bool:
+    """The whole model and its KV fit on one GPU by the engines' check (weights + KV + context)."""
+    return model.weight_bytes(fmt) + CUDA_CONTEXT_BYTES + ctx_tokens * kv <= hardware.memory_bytes
+
+
+def _place(label: str, model: ModelSpec, fmt: WeightFormat, kv: float, ngl: int, output_first: bool, reason: str) -> Offload:
+    try:
+        return place(model, fmt, kv, ngl, output_first=output_first, reason=reason)
+    except CatalogError as err:
+        raise EngineError(f"server {label!r}: {err}") from None
+
+
+def _single_gpu(label: str, field: str, value: int, model: ModelSpec, hardware: HardwareSpec) -> bool:
+    """Partial offload is modelled on one GPU; several GPUs with CPU layers are refused."""
+    if hardware.count == 1 and hardware.kind != "cpu":
+        return True
+    if value < model.num_layers + 1:
+        raise EngineError(
+            f"server {label!r}: {field}={value} with {hardware.count}x {hardware.id}: partial offload is modelled "
+            f"on one GPU only; use {field} >= {model.num_layers + 1} (every layer) or hardware with one GPU"
+        )
+    return False
+
+
+def ollama_offload(spec: OllamaSpec, model: ModelSpec, hardware: HardwareSpec, fmt: WeightFormat, kv: float,
+                   ctx_tokens: int) -> Offload | None:
+    """Ollama's split of ``model`` (None: every layer on the GPU, today's server)."""
+    n = model.num_layers
+    v = _version(spec.version)
+    if spec.num_gpu is not None and spec.num_gpu > n + 1:
+        raise EngineError(
+            f"server {spec.label!r}: num_gpu={spec.num_gpu} but {model.id} has {n} layers plus the output layer "
+            f"({n + 1}); use num_gpu <= {n + 1} (all of them), 0 (CPU only), or leave it unset for Ollama's own split"
+        )
+    output_first = v >= OLLAMA_FIT_VERSION
+    if spec.num_gpu is not None and spec.num_gpu >= 0:
+        if not _single_gpu(spec.label, "num_gpu", spec.num_gpu, model, hardware) or spec.num_gpu == n + 1:
+            return None
+        return _place(spec.label, model, fmt, kv, spec.num_gpu, output_first, f"num_gpu {spec.num_gpu}")
+    if hardware.count > 1 or hardware.kind == "cpu" or _fits_today(model, fmt, kv, hardware, ctx_tokens):
+        return None
+    if output_first:
+        ngl = fit_layers(model, fmt, kv, ctx_tokens, hardware.memory_bytes, CUDA_CONTEXT_BYTES, output_first=True)
+        why = f"Ollama {spec.version}: llama-server --fit (1 GiB left free) chose -ngl {ngl}"
+    else:
+        ngl = ollama_legacy_layers(model, fmt, kv, ctx_tokens, hardware.memory_bytes)
+        why = f"Ollama {spec.version}: its memory estimate (EstimateGPULayers) chose {ngl} layers"
+    return _place(spec.label, model, fmt, kv, ngl, output_first, why)
+
+
+def llama_cpp_offload(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareSpec, fmt: WeightFormat, kv: float,
+                      ctx_tokens: int) -> Offload | None:
+    """llama-server's split for ``-ngl`` (None: every layer on the GPU, today's server)."""
+    n = model.num_layers
+    build = _version(spec.version)[0]
+    output_first = build >= LLAMA_CPP_OUTPUT_FIRST_BUILD
+    ngl = spec.n_gpu_layers
+    if ngl is None:
+        ngl = "auto" if build >= LLAMA_CPP_FIT_BUILD else None
+    if ngl is None:
+        return None
+    if ngl == "auto":
+        if hardware.count > 1 or hardware.kind == "cpu" or _fits_today(model, fmt, kv, hardware, ctx_tokens):
+            return None
+        fit = fit_layers(model, fmt, kv, ctx_tokens, hardware.memory_bytes, CUDA_CONTEXT_BYTES, output_first=output_first)
+        return _place(spec.label, model, fmt, kv, fit, output_first, f"--fit (1 GiB left free) chose -ngl {fit}")
+    if not _single_gpu(spec.label, "n_gpu_layers", ngl, model, hardware) or ngl >= n + 1:
+        return None
+    return _place(spec.label, model, fmt, kv, ngl, output_first, f"-ngl {ngl}")
+
+
+def _check_memory(label: str, field: str, off: Offload, model: ModelSpec, fmt: WeightFormat, kv: float,
+                  hardware: HardwareSpec, host: HardwareSpec, ctx_tokens: int, output_first: bool) -> None:
+    gpu = off.gpu_weight_bytes + ctx_tokens * off.gpu_kv_per_token + CUDA_CONTEXT_BYTES
+    if off.offloaded and gpu > hardware.memory_bytes:
+        most = fit_layers(model, fmt, kv, ctx_tokens, hardware.memory_bytes + 1024 * (1 << 20), CUDA_CONTEXT_BYTES,
+                          output_first=output_first)
+        raise EngineError(
+            f"server {label!r}: {field}={off.offloaded} puts {gpu / GIB:.1f} GiB (weights, a {ctx_tokens}-token KV "
+            f"cache, the CUDA context) on {hardware.id}, which has {hardware.memory_gib:g} GiB; use {field} <= {most}"
+        )
+    ram = off.cpu_weight_bytes + ctx_tokens * off.cpu_kv_per_token
+    if ram > host.memory_bytes:
+        raise EngineError(
+            f"server {label!r}: the layers left on the CPU need {ram / GIB:.1f} GiB of host memory, {host.id} has "
+            f"{host.memory_gib:g} GiB; put more layers on the GPU ({field}), quantize, or name a larger host "
+            "(hardware: {gpu: ..., host: <cpu id>})"
+        )
+
+
+def offload_server(spec: OllamaSpec | LlamaCppSpec, engine: str, model: ModelSpec, hardware: HardwareSpec,
+                   fmt: WeightFormat, kv: float, off: Offload, policy: SlotPolicy, *, ctx_tokens: int,
+                   ubatch: int, notes: dict[str, object]) -> ResolvedServer:
+    """The server with ``off``'s split priced on the GPU and the host CPU."""
+    field = "num_gpu" if engine == "ollama" else "n_gpu_layers"
+    try:
+        host = host_of(hardware)
+        link = host_link(hardware)
+    except CatalogError as err:
+        raise EngineError(f"server {spec.label!r}: {err}") from None
+    output_first = off.output_on_gpu or (engine == "ollama" and _version(spec.version) >= OLLAMA_FIT_VERSION) or (
+        engine == "llama.cpp" and _version(spec.version)[0] >= LLAMA_CPP_OUTPUT_FIRST_BUILD)
+    _check_memory(spec.label, field, off, model, fmt, kv, hardware, host, ctx_tokens, output_first)
+    gpu_cost, profile = build_cost(spec, engine, model, hardware, fmt, kv, ubatch, None)
+    cpu_cost, cpu_profile = build_cost(spec, engine, model, host, fmt, kv, ubatch, None)
+    if not isinstance(gpu_cost, RooflineStepCost) or not isinstance(cpu_cost, RooflineStepCost):
+        raise EngineError(
+            f"server {spec.label!r}: a split between GPU and CPU ({field}={off.offloaded}) is priced with the "
+            "roofline cost only; use cost: {kind: roofline} or put every layer on the GPU"
+        )
+    op_offload = spec.op_offload if isinstance(spec, LlamaCppSpec) else True
+    cost = offload_cost(off, model, gpu_cost, cpu_cost, link, op_offload=op_offload)
+    split = {
+        field: off.offloaded, "offloaded": f"{off.offloaded}/{model.num_layers + 1} layers",
+        "output_layer": "GPU" if off.output_on_gpu else "CPU", "split": off.ps(ctx_tokens), "split_reason": off.reason,
+        "host": host.id, "host_profile": cpu_profile.id if cpu_profile else None, "op_offload": op_offload,
+        "vram_gib": round((off.gpu_weight_bytes + ctx_tokens * off.gpu_kv_per_token + CUDA_CONTEXT_BYTES * (off.offloaded > 0)) / GIB, 2),
+        "host_ram_gib": round((off.cpu_weight_bytes + ctx_tokens * off.cpu_kv_per_token) / GIB, 2),
+    }
+    return ResolvedServer(spec.label, engine, policy, cost, None, fmt.name, profile, {**notes, **split})

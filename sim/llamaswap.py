@@ -1,0 +1,204 @@
+"""llama-swap in front of llama-server processes, one per model (issue 20, LOCAL_SERVERS.md §5).
+
+All models sit in llama-swap's default group (``swap: true``, ``exclusive: true``): one process
+runs at a time. Each model's process is today's llama.cpp server (its preset resolved on that
+model), fed by the proxy below; the runner machinery is :mod:`sim.multimodel`'s.
+
+* A swap stops the running process once its in-flight requests have ended, starts the target and
+  polls its health: first after 250 ms, then every 5 s (<= v217) or 1 s (v218+), so a process is
+  ready at ``0.25 + k x interval`` s, the first such time after its load
+  (``startup_s + bytes / min(disk, load_cap_gb_s)``).
+* v218+ (the FIFO router, PR #790): a request is served at once when its model is running and
+  ready; one arriving during a swap to its model joins that swap; others queue FIFO. When the
+  running process has no request in flight, the head of the queue starts a swap; when the swap
+  ends **every** queued request for that model is served (ABCABC is served AABBCC). There is no
+  starvation guard: requests for the running model keep being served while others wait.
+* <= v217 (ProcessGroup): the group lock serialises swaps: a swap holds the lock until the first
+  request to the new process completes, and queued requests are taken one at a time; a request
+  for another model swaps again. Alternating traffic pays a swap per request.
+* ``ttl`` (0: never) stops an idle process; ``concurrencyLimit`` answers 429 beyond that many
+  requests in flight to one model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.catalog import HardwareSpec, get_model
+from sim.catalog.base import CatalogError
+from sim.engines import EngineError, resolve_server
+from sim.engines.base import _format_for
+from sim.metrics import end_times
+from sim.multimodel import ModelRunner, MultiModelServer, model_of_requests, read_gb_s
+from sim.recorder import Recorder
+from sim.requests import Request, Status
+from sim.scenario import LlamaCppSpec
+from sim.servers.base import INF, IterationServer
+from sim.servers.slots import SlotScheduler
+
+__all__ = ["FIFO_ROUTER_VERSION", "LlamaSwapServer", "ready_after", "resolve_swap_models", "simulate_swap", "swap_results"]
+
+FIFO_ROUTER_VERSION = 218
+"""First llama-swap release with the router (PR #790) and 1 s health polls."""
+FIRST_POLL_S = 0.25
+
+
+def _release(version: str) -> int:
+    digits = "".join(c for c in version if c.isdigit())
+    if not digits:
+        raise EngineError(f"llama_swap.version {version!r} has no number; write it like v250")
+    return int(digits)
+
+
+def ready_after(load_s: float, release: int) -> float:
+    """Seconds from spawning a process to llama-swap seeing it healthy: 0.25 s, then every poll."""
+    interval = 1.0 if release >= FIFO_ROUTER_VERSION else 5.0
+    if load_s <= FIRST_POLL_S:
+        return FIRST_POLL_S
+    return FIRST_POLL_S + math.ceil((load_s - FIRST_POLL_S) / interval - 1e-12) * interval
+
+
+def resolve_swap_models(spec: LlamaCppSpec, hardware: HardwareSpec) -> list[ModelRunner]:
+    """Each model behind llama-swap as a one-model llama.cpp server (EngineError naming the model)."""
+    swap = spec.llama_swap
+    assert swap is not None
+    release = _release(swap.version)
+    gb_s = read_gb_s(spec.label, swap.storage, swap.load_cap_gb_s)
+    runners = []
+    for entry in swap.models:
+        try:
+            model = get_model(entry.model)
+        except CatalogError as err:
+            raise EngineError(f"server {spec.label!r}: llama_swap.models: {err}") from None
+        one = spec.model_copy(update={"llama_swap": None, "name": f"{spec.label}:{entry.model}"})
+        resolved = resolve_server(one, model, hardware)
+        load = swap.startup_s + model.weight_bytes(_format_for(one, "llama.cpp")) / (gb_s * 1e9)
+        runners.append(ModelRunner(entry.model, resolved, 0.0, True, ready_after(load, release),
+                                   entry.ttl_s if entry.ttl_s > 0 else INF))
+    return runners
+
+
+class LlamaSwapServer(MultiModelServer):
+    """llama-swap's default group: one process at a time (see the module docstring)."""
+
+    def __init__(self, spec: LlamaCppSpec, runners: list[ModelRunner], model_of: np.ndarray) -> None:
+        assert spec.llama_swap is not None
+        self.swap = spec.llama_swap
+        self.router = _release(self.swap.version) >= FIFO_ROUTER_VERSION
+        self.runners, self.model_of, self.fast = runners, model_of, False
+        self.pending: deque[Request] = deque()
+        self.swaps = 0
+        self.locked: ModelRunner | None = None
+        """<= v217: the process whose first request holds the group lock."""
+
+    def _runner(self, request: Request) -> ModelRunner:
+        return self.runners[int(self.model_of[request.id])]
+
+    def _arrive(self, request: Request) -> None:
+        runner = self._runner(request)
+        if runner.loaded and self.locked is None and not (not self.router and self.pending):
+            self._serve(runner, request)
+            return
+        if self.router and runner.loading:  # joins the swap to its model
+            runner.waited_for_load += 1
+            runner.joined.append(request)
+            return
+        runner.waited_for_load += 1
+        self.pending.append(request)
+        self._poke()
+
+    def _serve(self, runner: ModelRunner, request: Request) -> None:
+        if runner.ref >= self.swap.concurrency_limit:  # 429 Too Many Requests
+            self.recorder.arrive(request)
+            self.recorder.finish(request, self.env.now, Status.REJECTED)
+            self.client.on_done(request, self.env.now)
+            self._poke_arrivals()
+            return
+        self._dispatch(runner, request)
+
+    def on_finish(self, runner: ModelRunner, request: Request, now: float) -> None:
+        if self.locked is runner:
+            self.locked = None  # the first request through a swap released the group lock
+        super().on_finish(runner, request, now)
+        self._poke()
+
+    def _unload(self, runner: ModelRunner) -> None:
+        super()._unload(runner)
+        self._poke()
+
+    def _loop(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        while True:
+            if not self.pending or self.locked is not None:
+                if self.kick.triggered:
+                    self.kick = env.event()
+                yield self.kick
+                continue
+            head = self.pending[0]
+            target = self._runner(head)
+            if target.loaded:
+                self.pending.popleft()
+                self._serve(target, head)
+                continue
+            running = [r for r in self.runners if r.loaded]
+            if any(r.ref > 0 for r in running):  # wait for the running process's requests to end
+                if self.kick.triggered:
+                    self.kick = env.event()
+                yield self.kick
+                continue
+            for r in running:
+                r.evictions += 1
+                self._unload(r)
+            yield from self._start(target)
+
+    def _start(self, runner: ModelRunner) -> Generator[simpy.Event, Any, None]:
+        self.swaps += 1
+        runner.loading = True
+        runner.loads += 1
+        yield self.env.timeout(runner.load_s)
+        runner.load_time_s += runner.load_s
+        r = runner.resolved
+        assert r.policy is not None and r.cost is not None
+        runner.server = IterationServer(SlotScheduler(r.policy), r.cost, fast=False)  # type: ignore[arg-type]
+        runner.process = None
+        runner.loading = False
+        runner.loaded = True
+        runner.timer += 1
+        joined, runner.joined = runner.joined, []
+        if self.router:  # every queued request for this model is served now (grouped FIFO)
+            mine = [q for q in self.pending if self._runner(q) is runner]
+            self.pending = deque(q for q in self.pending if self._runner(q) is not runner)
+            for q in sorted(joined + mine, key=lambda q: (q.arrival_s, q.id)):
+                self._serve(runner, q)
+        else:  # the lock is held until the first request to the new process completes
+            head = self.pending.popleft()
+            self.locked = runner
+            self._serve(runner, head)
+
+
+def simulate_swap(spec: LlamaCppSpec, hardware: HardwareSpec, client: Any, workload_size: int, seed: int,
+                  model_of: np.ndarray | None = None) -> tuple[Recorder, LlamaSwapServer]:
+    """Replay ``client``'s requests through llama-swap; its records and the server (per-model counters)."""
+    assert spec.llama_swap is not None
+    runners = resolve_swap_models(spec, hardware)
+    env = simpy.Environment()
+    recorder = Recorder(max(workload_size, 1))
+    if model_of is None:
+        model_of = model_of_requests([m.weight for m in spec.llama_swap.models], max(workload_size, 1), seed)
+    server = LlamaSwapServer(spec, runners, model_of)
+    server.start(env, client, recorder)
+    env.run()
+    recorder.trim()
+    return recorder, server
+
+
+def swap_results(server: LlamaSwapServer, recorder: Recorder) -> dict[str, dict[str, float]]:
+    """Per model (as :meth:`MultiModelServer.per_model`), over the run's duration."""
+    duration = float(np.nanmax(end_times(recorder))) if recorder.num_arrived else 0.0
+    return server.per_model(recorder, duration)

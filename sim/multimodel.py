@@ -1,0 +1,327 @@
+"""Several models on one Ollama server (issue 20, LOCAL_SERVERS.md §1): its scheduler over runners.
+
+Each request names a model (drawn by the models' weights from the scenario's seed, on a stream of
+its own). Every loaded model is a runner: today's slot server (its policy and cost resolved as a
+one-model Ollama server, the split with the CPU included when it is loaded alone), fed by the
+scheduler. The scheduler follows §1.3 for Ollama >= 0.11.5:
+
+* a request for a loaded model is dispatched at once (the fast path), whatever is pending;
+* otherwise it joins one FIFO pending queue; a full queue (``max_queue``) answers 503;
+* the scheduler loop takes the head: a loaded model gets it; a model that is loading makes it
+  wait; with ``max_loaded_models`` runners loaded, or when the model does not fit **fully** in the
+  VRAM the others leave (a model may be split with the CPU only when loaded alone), a victim is
+  unloaded first: loaded runners sorted by (keep_alive, model id), the first idle one, else the
+  first, waited for until it goes idle; then ``vram_recovery_s`` passes before the next load;
+* a load takes ``startup_s + model bytes / min(disk read bandwidth, load_cap_gb_s)`` (the loop is blocked meanwhile: one load
+  at a time); the keep_alive timer starts when a runner's last request ends (0: unload at once;
+  negative: never).
+
+Runners share the GPU's time in life; here each runs at its own single-model speed (GPU
+contention between resident runners is not modelled).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+import numpy as np
+import simpy
+import yaml
+
+from sim.catalog import HardwareSpec, get_model
+from sim.catalog.base import CatalogError
+from sim.engines import CUDA_CONTEXT_BYTES, EngineError, ResolvedServer, resolve_server
+from sim.engines.base import _format_for, _kv_bytes
+from sim.metrics import end_times
+from sim.recorder import Recorder
+from sim.requests import Request, Status
+from sim.scenario import OllamaSpec
+from sim.servers.base import INF, IterationServer
+from sim.servers.slots import SlotScheduler
+
+__all__ = ["ModelRunner", "MultiModelServer", "load_gb_s", "model_of_requests", "read_gb_s", "resolve_models", "simulate_models"]
+
+MODEL_STREAM = 20
+"""Seed stream of the draw of each request's model (independent of the workload's draws)."""
+
+
+@dataclass
+class ModelRunner:
+    """One model of the server: its resolved one-model server and its scheduler state."""
+
+    model: str
+    resolved: ResolvedServer
+    vram_bytes: float
+    """VRAM the runner holds when fully on the GPU (weights, KV, context)."""
+    fits_gpu: bool
+    """Whether it fits the GPU fully (else it may only be loaded alone, split with the CPU)."""
+    load_s: float
+    keep_alive_s: float
+    server: IterationServer | None = None
+    process: Any = None
+    feed: deque[Request] = field(default_factory=deque)
+    ref: int = 0
+    loaded: bool = False
+    loading: bool = False
+    timer: int = 0
+    """Generation of the keep-alive timer (a newer timer or a dispatch voids older ones)."""
+    loads: int = 0
+    evictions: int = 0
+    expiries: int = 0
+    load_time_s: float = 0.0
+    waited_for_load: int = 0
+    joined: list[Request] = field(default_factory=list)
+    """(llama-swap) requests that joined the swap to this model while it starts."""
+
+
+class _Feed:
+    """The client a runner sees: requests the scheduler dispatched to it."""
+
+    def __init__(self, owner: MultiModelServer, runner: ModelRunner) -> None:
+        self.owner, self.runner = owner, runner
+
+    def next_arrival_s(self) -> float:
+        return self.owner.env.now if self.runner.feed else INF
+
+    def pop_arrivals(self, now: float) -> list[Request]:
+        out = list(self.runner.feed)
+        self.runner.feed.clear()
+        return out
+
+    def on_done(self, request: Request, now: float) -> None:
+        self.owner.on_finish(self.runner, request, now)
+
+
+def model_of_requests(weights: list[float], count: int, seed: int) -> np.ndarray:
+    """Index (into the models of ``weights``) of the model each of ``count`` requests names."""
+    w = np.array(weights, dtype=float)
+    rng = np.random.default_rng([seed, MODEL_STREAM])
+    return rng.choice(len(w), size=count, p=w / w.sum())
+
+
+def resolve_models(spec: OllamaSpec, hardware: HardwareSpec) -> list[ModelRunner]:
+    """Each model of ``spec`` as a one-model Ollama server (raises EngineError naming the model)."""
+    assert spec.models is not None
+    runners = []
+    for entry in spec.models:
+        try:
+            model = get_model(entry.model)
+        except CatalogError as err:
+            raise EngineError(f"server {spec.label!r}: models: {err}") from None
+        one = spec.model_copy(update={"models": None, "name": f"{spec.label}:{entry.model}", "load_time_s": 0.0,
+                                      "keep_alive_s": math.inf, "cold_start": False})
+        resolved = resolve_server(one, model, hardware)
+        fmt = _format_for(one, "ollama")
+        ctx = int(resolved.notes["num_parallel"]) * int(resolved.notes["num_ctx"])  # type: ignore[call-overload]
+        vram = model.weight_bytes(fmt) + ctx * _kv_bytes(model, one) + CUDA_CONTEXT_BYTES
+        keep = spec.keep_alive_s if entry.keep_alive_s is None else entry.keep_alive_s
+        runners.append(ModelRunner(
+            entry.model, resolved, vram, "split" not in resolved.notes,
+            spec.startup_s + model.weight_bytes(fmt) / (load_gb_s(spec) * 1e9), INF if keep < 0 else keep,
+        ))
+    return runners
+
+
+@cache
+def _storage() -> dict[str, dict[str, Any]]:
+    doc: dict[str, dict[str, Any]] = yaml.safe_load(files("sim.catalog").joinpath("storage.yaml").read_text(encoding="utf-8"))
+    return doc
+
+
+def read_gb_s(label: str, storage: str, cap: float) -> float:
+    """GB/s a load reads at: the disk's read bandwidth (``sim/catalog/storage.yaml``), capped by the loader."""
+    media = _storage()
+    if storage not in media:
+        raise EngineError(f"server {label!r}: storage {storage!r} is not in the catalog; use one of {', '.join(media)}")
+    return min(float(media[storage]["read_gb_s"]), cap)
+
+
+def load_gb_s(spec: OllamaSpec) -> float:
+    """GB/s an Ollama load reads at: the disk's read bandwidth, capped by Ollama's loader."""
+    return read_gb_s(spec.label, spec.storage, spec.load_cap_gb_s)
+
+
+class MultiModelServer:
+    """Ollama's scheduler over several runners (see the module docstring)."""
+
+    def __init__(self, spec: OllamaSpec, runners: list[ModelRunner], hardware: HardwareSpec, model_of: np.ndarray) -> None:
+        self.spec, self.runners, self.model_of = spec, runners, model_of
+        self.gpu_bytes = hardware.memory_bytes * hardware.count
+        self.max_loaded = spec.max_loaded_models or 3 * hardware.count
+        self.fast = False  # runners step pass by pass: a request dispatched mid-run joins at the next pass
+        self.pending: deque[Request] = deque()
+
+    # the run --------------------------------------------------------------------------------
+    def start(self, env: simpy.Environment, client: Any, recorder: Recorder) -> None:
+        self.env, self.client, self.recorder = env, client, recorder
+        self.kick = env.event()
+        self.more = env.event()
+        env.process(self._arrivals())
+        env.process(self._loop())
+
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+        env, client = self.env, self.client
+        while True:
+            t = client.next_arrival_s()
+            if t == INF:
+                if self.more.triggered:
+                    self.more = env.event()
+                yield self.more  # a closed-loop user may send again when a request ends
+                continue
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            for request in client.pop_arrivals(env.now):
+                self._arrive(request)
+
+    def _arrive(self, request: Request) -> None:
+        runner = self.runners[int(self.model_of[request.id])]
+        if runner.loaded and not runner.loading:  # the fast path (>= 0.11.5)
+            self._dispatch(runner, request)
+            return
+        if len(self.pending) >= self.spec.max_queue:
+            self.recorder.arrive(request)
+            request.generated = 0
+            self.recorder.finish(request, self.env.now, Status.REJECTED)  # 503 server busy
+            self.client.on_done(request, self.env.now)
+            self._poke_arrivals()
+            return
+        runner.waited_for_load += 1
+        self.pending.append(request)
+        self._poke()
+
+    def _poke(self) -> None:
+        if not self.kick.triggered:
+            self.kick.succeed()
+
+    def _poke_arrivals(self) -> None:
+        if not self.more.triggered:
+            self.more.succeed()
+
+    def _dispatch(self, runner: ModelRunner, request: Request) -> None:
+        runner.ref += 1
+        runner.timer += 1  # stops the keep-alive timer
+        runner.feed.append(request)
+        if runner.process is None or not runner.process.is_alive:
+            assert runner.server is not None
+            runner.process = runner.server.start(self.env, _Feed(self, runner), self.recorder)
+
+    def on_finish(self, runner: ModelRunner, request: Request, now: float) -> None:
+        runner.ref -= 1
+        self.client.on_done(request, now)
+        self._poke_arrivals()
+        if runner.ref == 0:
+            if runner.keep_alive_s <= 0:
+                runner.expiries += 1
+                self._unload(runner)
+            elif runner.keep_alive_s < INF:
+                runner.timer += 1
+                self.env.process(self._expire(runner, runner.timer))
+            self._poke()
+
+    def _expire(self, runner: ModelRunner, generation: int) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(runner.keep_alive_s)
+        if runner.timer == generation and runner.ref == 0 and runner.loaded:
+            runner.expiries += 1
+            self._unload(runner)
+            self._poke()
+
+    def _unload(self, runner: ModelRunner) -> None:
+        runner.loaded = False
+        runner.server = None
+
+    def _used(self) -> float:
+        return sum(r.vram_bytes for r in self.runners if r.loaded or r.loading)
+
+    def _loop(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        while True:
+            if not self.pending:
+                if self.kick.triggered:
+                    self.kick = env.event()
+                yield self.kick
+                continue
+            request = self.pending[0]
+            runner = self.runners[int(self.model_of[request.id])]
+            if runner.loaded:
+                self.pending.popleft()
+                self._dispatch(runner, request)
+                continue
+            loaded = [r for r in self.runners if r.loaded]
+            alone_ok = not loaded
+            fits = runner.fits_gpu and self._used() + runner.vram_bytes <= self.gpu_bytes
+            if len(loaded) < self.max_loaded and (alone_ok or fits):
+                yield from self._load(runner)
+                continue
+            victim = sorted(loaded, key=lambda r: (r.keep_alive_s, r.model))
+            idle = [r for r in victim if r.ref == 0]
+            chosen = idle[0] if idle else victim[0]
+            while chosen.ref > 0:  # wait for the victim's requests to end
+                if self.kick.triggered:
+                    self.kick = env.event()
+                yield self.kick
+            if chosen.loaded:
+                chosen.evictions += 1
+                self._unload(chosen)
+            if self.spec.vram_recovery_s > 0:
+                yield env.timeout(self.spec.vram_recovery_s)
+
+    def _load(self, runner: ModelRunner) -> Generator[simpy.Event, Any, None]:
+        runner.loading = True
+        runner.loads += 1
+        yield self.env.timeout(runner.load_s)
+        runner.load_time_s += runner.load_s
+        r = runner.resolved
+        assert r.policy is not None and r.cost is not None
+        runner.server = IterationServer(SlotScheduler(r.policy), r.cost, fast=self.fast)  # type: ignore[arg-type]
+        runner.process = None
+        runner.loading = False
+        runner.loaded = True
+        runner.timer += 1  # the request at the head of the queue is dispatched next
+
+    # results --------------------------------------------------------------------------------
+    def per_model(self, recorder: Recorder, duration_s: float) -> dict[str, dict[str, float]]:
+        """Per model: requests, completions, rejections, output tok/s, TTFT and e2e p50/p99 (ms),
+        loads, evictions, keep-alive expiries, seconds loading, share of requests that waited for a load."""
+        ids = np.arange(recorder.num_arrived)
+        out = {}
+        end = end_times(recorder)
+        for k, runner in enumerate(self.runners):
+            mine = ids[self.model_of[ids] == k]
+            ok = mine[recorder.status[mine] == Status.COMPLETED]
+            ttft = (recorder.first_token_s[ok] - recorder.arrival_s[ok]) * 1e3
+            e2e = (end[ok] - recorder.arrival_s[ok]) * 1e3
+
+            def pct(x: np.ndarray, q: float) -> float:
+                return float(np.percentile(x, q)) if x.size else float("nan")
+
+            out[runner.model] = {
+                "requests": int(mine.size), "completed": int(ok.size),
+                "rejected": int(np.sum(recorder.status[mine] == Status.REJECTED)),
+                "output_throughput": float(recorder.generated[ok].sum() / duration_s) if duration_s > 0 else 0.0,
+                "ttft_p50_ms": pct(ttft, 50), "ttft_p99_ms": pct(ttft, 99),
+                "e2el_p50_ms": pct(e2e, 50), "e2el_p99_ms": pct(e2e, 99),
+                "loads": runner.loads, "evictions": runner.evictions, "expiries": runner.expiries,
+                "load_time_s": runner.load_time_s, "load_s_each": runner.load_s,
+                "waited_for_load": runner.waited_for_load / mine.size if mine.size else 0.0,
+            }
+        return out
+
+
+def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workload_size: int,
+                    seed: int) -> tuple[Recorder, dict[str, dict[str, float]], list[ModelRunner]]:
+    """Replay ``client``'s requests through a multi-model Ollama server; its records, per-model results."""
+    runners = resolve_models(spec, hardware)
+    env = simpy.Environment()
+    recorder = Recorder(max(workload_size, 1))
+    server = MultiModelServer(spec, runners, hardware, model_of_requests([m.weight for m in spec.models or []], max(workload_size, 1), seed))
+    server.start(env, client, recorder)
+    env.run()
+    recorder.trim()
+    duration = float(np.nanmax(end_times(recorder))) if recorder.num_arrived else 0.0
+    return recorder, server.per_model(recorder, duration), runners
