@@ -248,7 +248,7 @@ SERVERS = [
     ("h100-sxm", {"engine": "vllm", "max_model_len": 16384, "enable_chunked_prefill": False}),
     ("h100-sxm", {"engine": "vllm", "version": "0.6.0", "max_model_len": 8192, "max_num_batched_tokens": 4096}),
     ("rtx-4090", {"engine": "llama.cpp", "parallel": 1000, "ctx_size": 4096}),
-    ("rtx-4090", {"engine": "ollama", "version": "0.5.7", "num_parallel": 8, "num_ctx": 32768}),
+    ("rtx-4090", {"engine": "ollama", "version": "0.5.7", "num_parallel": 64, "num_ctx": 131072}),  # KV beyond the host too
     ("h100-sxm", {"kind": "paged_batching", "num_kv_blocks": 10, "max_model_len": 4096}),
     ("h100-sxm", {"kind": "paged_batching", "enable_chunked_prefill": False, "num_kv_blocks": 1000}),
 ]

@@ -103,7 +103,8 @@ def llama_cpp_offload(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareSp
 
 
 def _check_memory(label: str, field: str, off: Offload, model: ModelSpec, fmt: WeightFormat, kv: float,
-                  hardware: HardwareSpec, host: HardwareSpec, ctx_tokens: int, output_first: bool) -> None:
+                  hardware: HardwareSpec, host: HardwareSpec, ctx_tokens: int, output_first: bool,
+                  slots: int = 1) -> None:
     gpu = off.gpu_weight_bytes + ctx_tokens * off.gpu_kv_per_token + CUDA_CONTEXT_BYTES
     if off.offloaded and gpu > hardware.memory_bytes:
         most = fit_layers(model, fmt, kv, ctx_tokens, hardware.memory_bytes + 1024 * (1 << 20), CUDA_CONTEXT_BYTES,
@@ -114,9 +115,14 @@ def _check_memory(label: str, field: str, off: Offload, model: ModelSpec, fmt: W
         )
     ram = off.cpu_weight_bytes + ctx_tokens * off.cpu_kv_per_token
     if ram > host.memory_bytes:
+        # the context that fits beside the CPU layers' weights (Ollama: per slot, num_ctx x slots)
+        room = max(host.memory_bytes - off.cpu_weight_bytes, 0.0) / max(off.cpu_kv_per_token, 1e-9)
+        ctx_field = "num_ctx" if field == "num_gpu" else "ctx_size"
+        fits = int(room // slots) if room >= slots * 256 else 0
+        context = f"use {ctx_field} <= {fits}, " if fits else ""
         raise EngineError(
             f"server {label!r}: the layers left on the CPU need {ram / GIB:.1f} GiB of host memory, {host.id} has "
-            f"{host.memory_gib:g} GiB; put more layers on the GPU ({field}), quantize, or name a larger host "
+            f"{host.memory_gib:g} GiB; {context}put more layers on the GPU ({field}), quantize, or name a larger host "
             "(hardware: {gpu: ..., host: <cpu id>})"
         )
 
@@ -133,7 +139,8 @@ def offload_server(spec: OllamaSpec | LlamaCppSpec, engine: str, model: ModelSpe
         raise EngineError(f"server {spec.label!r}: {err}") from None
     output_first = off.output_on_gpu or (engine == "ollama" and _version(spec.version) >= OLLAMA_FIT_VERSION) or (
         engine == "llama.cpp" and _version(spec.version)[0] >= LLAMA_CPP_OUTPUT_FIRST_BUILD)
-    _check_memory(spec.label, field, off, model, fmt, kv, hardware, host, ctx_tokens, output_first)
+    slots = policy.num_slots if engine == "ollama" else 1  # Ollama's num_ctx is per slot
+    _check_memory(spec.label, field, off, model, fmt, kv, hardware, host, ctx_tokens, output_first, slots)
     gpu_cost, profile = build_cost(spec, engine, model, hardware, fmt, kv, ubatch, None)
     cpu_cost, cpu_profile = build_cost(spec, engine, model, host, fmt, kv, ubatch, None)
     if not isinstance(gpu_cost, RooflineStepCost) or not isinstance(cpu_cost, RooflineStepCost):
