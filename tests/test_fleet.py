@@ -305,3 +305,10 @@ def test_prefill_keeps_the_kv_until_decode_has_pulled_it() -> None:
     ttft = result.recorder.first_token_s - result.recorder.arrival_s
     assert ttft[0] == pytest.approx(0.1 + xfer + 0.1)
     assert ttft[1] >= 0.1 + xfer + 0.1 + xfer - 0.01  # waited for the first pull before its own prefill
+
+
+def test_a_fleet_too_large_to_build_is_refused_by_check() -> None:
+    """replicas is bounded (every replica is built before the first event), so check refuses a
+    fleet run would take minutes to build, naming the field and the value."""
+    with pytest.raises(ScenarioError, match=r"servers\.0\.replicas.*10000.*1000000"):
+        tiny_scenario({"kind": "paged_batching", "num_kv_blocks": 100, "replicas": 1_000_000}, step_s=None)

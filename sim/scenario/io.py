@@ -88,7 +88,8 @@ def format_validation_error(source: str, err: ValidationError) -> str:
 _UNION_TAGS = frozenset({
     "fixed", "uniform", "lognormal", "empirical", "poisson", "gamma", "constant", "ramp", "phases",
     "closed_loop", "trace", "roofline", "linear", "sampled", "ollama", "llama.cpp", "vllm", "single_queue",
-    "serial_decode", "paged_batching", "str", "int", "float", "bool", "HfConfigModel", "dict[str,any]",
+    "serial_decode", "paged_batching", "server", "fleet", "str", "int", "float", "bool", "HfConfigModel",
+    "dict[str,any]",
 })
 """Names pydantic puts in an error's location for the variant of a union it tried; they are not
 fields, so messages leave them out (``servers.0.max_model_len``, not ``servers.0.vllm.max_model_len``)."""

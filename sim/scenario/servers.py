@@ -121,8 +121,9 @@ class ServerCommon(Spec):
     """How long a forward pass takes."""
     threads: int | None = Field(ge=1, default=None)
     """CPU threads the engine computes with (CPU serving: picks the profile measured with them)."""
-    replicas: int = Field(ge=1, default=1)
-    """Copies of this server, each on its own hardware, behind ``router`` (a fleet when > 1)."""
+    replicas: int = Field(ge=1, le=10_000, default=1)
+    """Copies of this server, each on its own hardware, behind ``router`` (a fleet when > 1; at
+    most 10,000: a run builds every replica, ~20 kB and 0.3 ms each, before the first event)."""
     router: RouterSpec | None = None
     """The router in front of the replicas (default with replicas > 1: round_robin)."""
     expert_skew: float = Field(ge=0, default=0.0)
