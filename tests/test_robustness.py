@@ -311,3 +311,11 @@ def test_each_engine_starts_only_with_its_own_kv_cache_types(server: dict, ok: b
     else:
         with pytest.raises(ScenarioError, match="is not a KV-cache type .* starts with; use one of"):
             resolve_servers(scenario)
+
+
+def test_error_lines_print_brackets_as_text(tmp_path: Path) -> None:
+    """The CLI's one error line escapes rich markup: a bad value such as ``[bold]x`` is shown as
+    written, not swallowed as a style tag."""
+    code, out = cli("run", str(write(tmp_path, seed_data(hardware="[bold]x"))))
+    assert code == 2
+    assert "[bold]x" in out

@@ -13,27 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
+from sim.cli.console import console, err_console
+from sim.cli.console import fail as _fail
+from sim.cli.console import with_file as _with_file
 from sim.scenario import Scenario, ScenarioError, load_scenario, parse_value, with_override
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Discrete-event simulator of LLM serving: Ollama, llama.cpp server, vLLM.")
-console = Console(width=None if sys.stdout.isatty() else 150)
-err_console = Console(stderr=True)
-
-def _with_file(path: Path, err: Exception) -> str:
-    text = str(err)
-    return text if text.startswith(str(path)) else f"{path}: {text}"
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
 
 
 def _apply_sets(scenario: Scenario, sets: list[str]) -> Scenario:

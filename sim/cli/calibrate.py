@@ -14,13 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+from sim.cli.console import console, err_console
+from sim.cli.console import fail as _fail
 
 
 def _say(line: str) -> None:

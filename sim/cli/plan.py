@@ -80,7 +80,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find the cheapest fleet that meets the plan's SLO; print and write the plan."""
         from sim.catalog import CatalogError
-        from sim.cli.app import _fail, _with_file, console, err_console
+        from sim.cli.console import console, err_console
+        from sim.cli.console import fail as _fail
+        from sim.cli.console import with_file as _with_file
         from sim.executor import make_executor
         from sim.plan import load_plan, plan
         from sim.scenario import ScenarioError

@@ -25,9 +25,8 @@ __all__ = ["capped", "point_row", "run_points"]
 
 def point_row(scenario: Scenario, index: int, sweep: dict[str, Any], fast: bool) -> dict[str, Any]:
     """Run one server at one sweep value (in this process or a worker): its result row."""
-    from sim.simulation import run_server
-
     from sim.results.bench import DETAIL_KEY, request_detail
+    from sim.simulation import run_server
 
     result = run_server(scenario, index, fast=fast, sweep=sweep)
     detail = request_detail(result.recorder)
