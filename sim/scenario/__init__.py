@@ -6,7 +6,9 @@ tables, Hugging Face configs) are resolved against the scenario file's folder.
 
 * :mod:`sim.scenario.base` -- ``Spec`` (``extra="forbid"``, every field documented) and ``ScenarioError``;
 * :mod:`sim.scenario.workload` -- lengths, arrivals, the workload;
-* :mod:`sim.scenario.servers` -- cost specs and server specs (engines and bare architectures);
+* :mod:`sim.scenario.servers` -- server specs (engines and bare architectures); their cost specs in
+  :mod:`sim.scenario.costs`, their models in :mod:`sim.scenario.local`, speculative decoding in
+  :mod:`sim.scenario.speculative`;
 * :mod:`sim.scenario.document` -- the scenario itself, its sweep and SLO;
 * :mod:`sim.scenario.io` -- reading YAML/TOML, validation messages, ``--set`` overrides.
 """
@@ -14,6 +16,15 @@ tables, Hugging Face configs) are resolved against the scenario file's folder.
 from __future__ import annotations
 
 from sim.scenario.base import ScenarioError, Spec
+from sim.scenario.costs import (
+    ConstantCostSpec,
+    CostSpec,
+    FrontendSpec,
+    LinearCostSpec,
+    RooflineCostSpec,
+    SampledServiceSpec,
+    ServiceDistribution,
+)
 from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec
 from sim.scenario.fleet import FleetSpec, KvTransferSpec, ServerEntry, is_fleet
 from sim.scenario.io import (
@@ -23,25 +34,19 @@ from sim.scenario.io import (
     parse_value,
     with_override,
 )
+from sim.scenario.local import LlamaSwapSpec, OllamaModelSpec, SwapModelSpec
 from sim.scenario.router import RouterSpec
 from sim.scenario.servers import (
-    ConstantCostSpec,
-    CostSpec,
-    FrontendSpec,
-    LinearCostSpec,
     LlamaCppSpec,
     OllamaSpec,
     PagedBatchingSpec,
-    RooflineCostSpec,
-    SampledServiceSpec,
     SerialDecodeSpec,
     ServerCommon,
     ServerSpec,
-    ServiceDistribution,
     SingleQueueSpec,
-    SpeculativeConfig,
     VllmSpec,
 )
+from sim.scenario.speculative import SpeculativeConfig
 from sim.scenario.workload import (
     ArrivalSpec,
     ClosedLoopArrival,
@@ -77,7 +82,9 @@ __all__ = [
     "LengthSpec",
     "LinearCostSpec",
     "LlamaCppSpec",
+    "LlamaSwapSpec",
     "LogNormalLength",
+    "OllamaModelSpec",
     "OllamaSpec",
     "PagedBatchingSpec",
     "Phase",
@@ -96,8 +103,9 @@ __all__ = [
     "ServiceDistribution",
     "SingleQueueSpec",
     "SloSpec",
-    "SpeculativeConfig",
     "Spec",
+    "SpeculativeConfig",
+    "SwapModelSpec",
     "SweepSpec",
     "ThinkTime",
     "TraceArrival",

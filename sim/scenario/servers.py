@@ -1,8 +1,7 @@
-"""Server specs: the engines by name (Ollama, llama.cpp, vLLM), the bare architectures, their cost models."""
+"""Server specs: the engines by name (Ollama, llama.cpp, vLLM) and the bare architectures."""
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -13,96 +12,10 @@ from pydantic import (
 )
 
 from sim.scenario.base import Spec
+from sim.scenario.costs import CostSpec, FrontendSpec, RooflineCostSpec
+from sim.scenario.local import LlamaSwapSpec, OllamaModelSpec
 from sim.scenario.router import RouterSpec
-
-
-# ---------------------------------------------------------------------------------------------
-# Costs
-# ---------------------------------------------------------------------------------------------
-class RooflineCostSpec(Spec):
-    """Roofline step cost from model x hardware x format, with fitted engine efficiencies."""
-
-    kind: Literal["roofline"] = "roofline"
-    """Selects this variant (roofline)."""
-    profile: str | None = None
-    """Cost profile file (calibration/profiles/*.yaml) or id; default: best catalog match."""
-    bandwidth_efficiency: float | None = Field(gt=0, le=1.5, default=None)
-    """Override: achieved fraction of peak memory bandwidth."""
-    compute_efficiency: float | None = Field(gt=0, le=1.5, default=None)
-    """Override: achieved fraction of peak GEMM throughput."""
-    attention_efficiency: float | None = Field(gt=0, le=1.5, default=None)
-    """Override: achieved fraction of peak 16-bit throughput in attention."""
-    step_overhead_s: float | None = Field(ge=0, default=None)
-    """Override: fixed seconds per physical forward pass."""
-    seq_overhead_s: float | None = Field(ge=0, default=None)
-    """Override: seconds per sequence in a pass (sampling, bookkeeping)."""
-    decode_batch_scale: dict[int, float] | None = None
-    """Override: GEMM-time multiplier of a pure decode pass by its number of sequences (knots)."""
-
-
-class ConstantCostSpec(Spec):
-    """Every pass takes ``step_s`` (exact timelines, teaching)."""
-
-    kind: Literal["constant"] = "constant"
-    """Selects this variant (constant)."""
-    step_s: float = Field(gt=0)
-    """Seconds per pass."""
-
-
-class LinearCostSpec(Spec):
-    """t = overhead + per prompt token + per decoding sequence + per attended context token."""
-
-    kind: Literal["linear"] = "linear"
-    """Selects this variant (linear)."""
-    overhead_s: float = Field(ge=0, default=0.0)
-    """Fixed seconds per pass."""
-    prefill_s_per_token: float = Field(ge=0, default=0.0)
-    """Seconds per prompt token."""
-    decode_s_per_seq: float = Field(ge=0, default=0.0)
-    """Seconds per decoding sequence."""
-    attention_s_per_context_token: float = Field(ge=0, default=0.0)
-    """Seconds per context token attended by decoding sequences."""
-
-
-class ServiceDistribution(Spec):
-    """Whole-request service time distribution (queueing-theory anchor)."""
-
-    kind: Literal["exponential", "deterministic", "gamma", "lognormal"]
-    """Distribution family."""
-    mean_s: float = Field(gt=0)
-    """Mean service time (seconds)."""
-    cv: float = Field(ge=0, default=1.0)
-    """Coefficient of variation (gamma, lognormal)."""
-
-
-class SampledServiceSpec(Spec):
-    """Each request holds its slot for an i.i.d. sampled time: the server becomes M/G/c."""
-
-    kind: Literal["sampled"] = "sampled"
-    """Selects this variant (sampled)."""
-    distribution: ServiceDistribution
-    """Service-time distribution."""
-
-
-CostSpec = Annotated[
-    RooflineCostSpec | ConstantCostSpec | LinearCostSpec | SampledServiceSpec, Field(discriminator="kind")
-]
-
-
-class FrontendSpec(Spec):
-    """Costs outside the forward pass (API layer, tokenisation, streaming): sim/frontend.py."""
-
-    profile: str | None = None
-    """Front-end profile id (calibration/profiles/frontend/), or none; default: the fitted
-    profile for the engine, version and hardware class (engines), none (bare architectures)."""
-    request_s: float | None = Field(ge=0, default=None)
-    """Override: seconds per request before the engine sees it (not occupying the engine)."""
-    serial: bool | None = None
-    """Override: request_s served by one worker, first come first served (vLLM's API process)."""
-    token_s: float | None = Field(ge=0, default=None)
-    """Override: seconds per sampled sequence per pass, inside the engine loop."""
-    step_s: float | None = Field(ge=0, default=None)
-    """Override: seconds per pass, inside the engine loop."""
+from sim.scenario.speculative import SpeculativeConfig, check_acceptance
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,58 +49,6 @@ class ServerCommon(Spec):
     def label(self) -> str:
         """Name shown in results."""
         return self.name or getattr(self, "engine", None) or self.kind
-
-
-class OllamaModelSpec(Spec):
-    """One model an Ollama server holds among several (issue 20; docs/local_servers.md)."""
-
-    model: str = Field(min_length=1)
-    """Catalog model id (the server's quantization and options apply to it)."""
-    weight: float = Field(gt=0)
-    """Share of the requests that name this model (the weights of all models sum to 1)."""
-    keep_alive_s: float | None = None
-    """keep_alive the requests for this model set: idle seconds before unloading (negative:
-    forever, 0: unload when idle; default: the server's keep_alive_s)."""
-
-
-class SwapModelSpec(Spec):
-    """One model behind llama-swap: its own llama-server process (``models.<id>.cmd``)."""
-
-    model: str = Field(min_length=1)
-    """Catalog model id (run with the server's llama.cpp options)."""
-    weight: float = Field(gt=0)
-    """Share of the requests that name this model (the weights of all models sum to 1)."""
-    ttl_s: float = Field(ge=0, default=0.0)
-    """``ttl``: idle seconds before llama-swap stops the process (0: never, the default)."""
-
-
-class LlamaSwapSpec(Spec):
-    """llama-swap in front of llama-server, one process per model (LOCAL_SERVERS.md §5)."""
-
-    version: str = "v250"
-    """llama-swap release: up to v217 the ProcessGroup swap (health polled every 5 s, one request at a
-    time through a swap); from v218 the FIFO router (polled every 1 s; queued requests grouped by model)."""
-    models: list[SwapModelSpec] = Field(min_length=1)
-    """The models, all in the default group (swap: one at a time; exclusive)."""
-    concurrency_limit: int = Field(ge=1, default=10)
-    """``concurrencyLimit``: requests in flight per model before HTTP 429."""
-    storage: str = "nvme-pcie4"
-    """The disk the models load from (``sim/catalog/storage.yaml``)."""
-    load_cap_gb_s: float = Field(gt=0, default=3.9)
-    """Most GB/s a llama-server start reads (59 GB paged in in 15.1 s, llama.cpp #19191)."""
-    startup_s: float = Field(ge=0, default=1.0)
-    """Seconds to start llama-server besides reading the weights."""
-
-    @model_validator(mode="after")
-    def _mix(self) -> Self:
-        total = sum(m.weight for m in self.models)
-        if abs(total - 1.0) > 1e-9:
-            fixed = ", ".join(f"{m.model}: {m.weight / total:.3g}" for m in self.models)
-            raise ValueError(f"llama_swap.models: the weights sum to {total:g}, not 1; scale them ({fixed})")
-        names = [m.model for m in self.models]
-        if len(set(names)) < len(names):
-            raise ValueError(f"llama_swap.models: {sorted({n for n in names if names.count(n) > 1})} listed twice; list each once")
-        return self
 
 
 class OllamaSpec(ServerCommon):
@@ -251,78 +112,6 @@ class OllamaSpec(ServerCommon):
         return self
 
 
-# ---------------------------------------------------------------------------------------------
-# Speculative decoding
-# ---------------------------------------------------------------------------------------------
-def _check_acceptance(rate: float | None, rates: list[float] | None, prefix: str) -> None:
-    if rate is not None and rates is not None:
-        raise ValueError(f"give {prefix}acceptance_rate or {prefix}acceptance_rates, not both")
-    if rates is not None:
-        if not rates or any(not 0 <= r <= 1 for r in rates):
-            raise ValueError(f"{prefix}acceptance_rates must be a non-empty list of probabilities in [0, 1]")
-        if any(b > a for a, b in pairwise(rates)):
-            raise ValueError(
-                f"{prefix}acceptance_rates are P(the first i drafts are all accepted), so they cannot "
-                f"increase with i; got {rates}"
-            )
-
-
-class SpeculativeConfig(Spec):
-    """vLLM ``--speculative-config`` (V1 engine): drafts verified in one pass over k+1 tokens.
-
-    The acceptance (``acceptance_rate`` / ``acceptance_rates`` / ``proposal_rate``) is not a
-    vLLM option but a property of the model pair and the prompts; its defaults are the
-    published measurements in ``sim/catalog/speculative.yaml`` (see docs/speculative.md).
-    """
-
-    method: Literal["ngram", "eagle", "eagle3", "draft_model"] | None = None
-    """Drafter: ``ngram`` (prompt lookup on the CPU, free), ``eagle`` / ``eagle3`` (a one-layer
-    head of the target's shape), ``draft_model`` (the smaller model ``model``). Default:
-    draft_model when ``model`` is given."""
-    num_speculative_tokens: int = Field(ge=0, le=32)
-    """Draft tokens per request per step, k (vLLM's MAX_SPEC_LEN is 32; 0 turns speculation off)."""
-    model: str | None = None
-    """draft_model: the draft model's catalog id (e.g. llama-3.2-1b). eagle/eagle3: the head's
-    repository, recorded in the run's notes only (the head is priced from the target's shape)."""
-    acceptance_rate: float | None = Field(ge=0, le=1, default=None)
-    """Probability that a draft is accepted given that the drafts before it were, the same at
-    every position (i.i.d.). Default: the method's published acceptance."""
-    acceptance_rates: list[float] | None = None
-    """Per-position acceptance as vLLM reports it (and as its ``synthetic_acceptance_rates``):
-    P(the first i drafts are all accepted), i = 1..; positions past the list continue with its
-    last conditional rate. Default: the method's published acceptance."""
-    proposal_rate: float | None = Field(gt=0, le=1, default=None)
-    """Fraction of steps that propose drafts at all (ngram: steps whose prompt lookup finds a
-    match). Default: 1 for model drafters, the published match rate for ngram."""
-    num_speculative_tokens_per_batch_size: list[tuple[int, int, int]] | None = None
-    """vLLM's dynamic speculation (2026): ``[first, last, k]`` rows, e.g. ``[[1, 64, 3], [65,
-    128, 1], [129, 1024, 0]]``: k drafts while first <= running requests <= last;
-    num_speculative_tokens outside every row."""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        _check_acceptance(self.acceptance_rate, self.acceptance_rates, "")
-        method = self.method or ("draft_model" if self.model else None)
-        if method is None:
-            raise ValueError("set method (ngram, eagle, eagle3, draft_model) or a draft model")
-        if method == "draft_model" and not self.model:
-            raise ValueError("method draft_model needs model: the draft model's catalog id (e.g. llama-3.2-1b)")
-        if method == "ngram" and self.model:
-            raise ValueError("method ngram drafts from the prompt and takes no model; remove model")
-        for first, last, k in self.num_speculative_tokens_per_batch_size or []:
-            if not 1 <= first <= last or not 0 <= k <= self.num_speculative_tokens:
-                raise ValueError(
-                    f"num_speculative_tokens_per_batch_size row {[first, last, k]}: need 1 <= first <= last "
-                    f"and 0 <= k <= num_speculative_tokens ({self.num_speculative_tokens})"
-                )
-        return self
-
-    @property
-    def drafting_method(self) -> str:
-        """The method, inferred from ``model`` when not given."""
-        return self.method or "draft_model"
-
-
 class LlamaCppSpec(ServerCommon):
     """llama.cpp ``llama-server``: slots, decode tokens first, then prompt chunks (ENGINES.md A.2)."""
 
@@ -378,7 +167,7 @@ class LlamaCppSpec(ServerCommon):
 
     @model_validator(mode="after")
     def _draft_options(self) -> Self:
-        _check_acceptance(self.draft_acceptance_rate, self.draft_acceptance_rates, "draft_")
+        check_acceptance(self.draft_acceptance_rate, self.draft_acceptance_rates, "draft_")
         given = [name for name in ("draft_max", "draft_min", "draft_acceptance_rate", "draft_acceptance_rates")
                  if getattr(self, name) is not None]
         if given and self.model_draft is None:
