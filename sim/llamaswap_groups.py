@@ -102,7 +102,7 @@ class Placement:
     def together(self) -> list[tuple[str, list[int]]]:
         """Each largest set of models that may run at once, with the groups (or matrix set) that allow it."""
         if self.sets is not None:
-            return [(f"llama_swap.matrix set {name!r}", s) for name, s in zip(self.set_names, self.sets, strict=True)]
+            return [(f"matrix set {name!r}", s) for name, s in zip(self.set_names, self.sets, strict=True)]
         out = []
         for g, group in enumerate(self.groups):
             if not group.swap and len(group.members) > 1:
@@ -110,8 +110,7 @@ class Placement:
         # persistent groups, every non-exclusive group and one exclusive group can run at once
         always = [g for g, group in enumerate(self.groups) if group.persistent or not group.exclusive]
         exclusive = [g for g, group in enumerate(self.groups) if not group.persistent and group.exclusive]
-        for pick in exclusive or [None]:
-            gs = always + ([pick] if pick is not None else [])
+        for gs in [always + [pick] for pick in exclusive] or [always]:
             if len(gs) > 1:
                 label = " and ".join(f"{self.groups[g].name!r}" for g in gs)
                 out.append((f"groups {label} ({self._why(gs)})", [m for g in gs for m in self.groups[g].members]))
