@@ -198,3 +198,14 @@ def test_models_that_cannot_run_together_in_vram_are_refused() -> None:
 def test_bad_groups_and_matrices_are_refused_with_the_fix(swap: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         LlamaSwapSpec(models=_models(EIGHT, MID), **swap)
+
+
+def test_a_matrix_set_of_both_models_is_a_swap_false_group() -> None:
+    order = np.random.default_rng(5).integers(0, 2, 16)
+    both = [EIGHT, MID]
+    group, _ = _run({"version": "v250", "models": _models(*both),
+                     "groups": [{"name": "both", "members": both, "swap": False}]}, order, 0.3)
+    matrix, _ = _run({"version": "v250", "models": _models(*both), "routing": "matrix",
+                      "matrix": {"sets": [" & ".join(both)]}}, order, 0.3)
+    for col in ("first_token_s", "finish_s"):
+        assert np.array_equal(getattr(group, col), getattr(matrix, col)), col
