@@ -1,21 +1,27 @@
 """llama-swap in front of llama-server processes, one per model (issue 20, LOCAL_SERVERS.md §5).
 
-All models sit in llama-swap's default group (``swap: true``, ``exclusive: true``): one process
-runs at a time. Each model's process is today's llama.cpp server (its preset resolved on that
-model), fed by the proxy below; the runner machinery is :mod:`sim.multimodel`'s.
+Which processes may run together is :mod:`sim.llamaswap_groups`' (groups, with the
+``(default)`` group of one process at a time, or the matrix): starting a model stops the running
+models it names (its victims). Each model's process is today's llama.cpp server (its preset
+resolved on that model), fed by the proxy below; the runner machinery is :mod:`sim.multimodel`'s.
+Processes that run together each run at their own single-model speed (their contention for the
+GPU is not modelled), and starts happen one after another (llama-swap may start two processes
+that evict nothing in parallel; they would share the disk).
 
-* A swap stops the running process once its in-flight requests have ended, starts the target and
+* A swap stops its victims once their in-flight requests have ended, starts the target and
   polls its health: first after 250 ms, then every 5 s (<= v217) or 1 s (v218+), so a process is
   ready at ``0.25 + k x interval`` s, the first such time after its load
   (``startup_s + bytes / min(disk, load_cap_gb_s)``).
 * v218+ (the FIFO router, PR #790): a request is served at once when its model is running and
-  ready; one arriving during a swap to its model joins that swap; others queue FIFO. When the
-  running process has no request in flight, the head of the queue starts a swap; when the swap
-  ends **every** queued request for that model is served (ABCABC is served AABBCC). There is no
+  ready; one arriving during a swap to its model joins that swap; others queue FIFO. The first
+  queued request whose victims have no request in flight starts a swap; when the swap ends
+  **every** queued request for that model is served (ABCABC is served AABBCC). There is no
   starvation guard: requests for the running model keep being served while others wait.
-* <= v217 (ProcessGroup): the group lock serialises swaps: a swap holds the lock until the first
-  request to the new process completes, and queued requests are taken one at a time; a request
-  for another model swaps again. Alternating traffic pays a swap per request.
+* <= v217 (ProcessGroup): each swap group's lock serialises its swaps: a swap holds the lock
+  until the first request to the new process completes, and the group's queued requests are taken
+  one at a time; a request for another member swaps again. Alternating traffic pays a swap per
+  request. A group with ``swap: false`` (and the matrix) takes no lock: its queued requests are
+  all served when their process is ready.
 * ``ttl`` (0: never) stops an idle process; ``concurrencyLimit`` answers 429 beyond that many
   requests in flight to one model.
 """
@@ -32,8 +38,9 @@ import simpy
 
 from sim.catalog import HardwareSpec, get_model
 from sim.catalog.base import CatalogError
-from sim.engines import EngineError, resolve_server
-from sim.engines.base import _format_for
+from sim.engines import CUDA_CONTEXT_BYTES, EngineError, ResolvedServer, resolve_server
+from sim.engines.base import GIB, _format_for, _kv_bytes
+from sim.llamaswap_groups import Placement, check_vram, placement_of
 from sim.metrics import end_times
 from sim.multimodel import ModelRunner, MultiModelServer, model_of_requests, read_gb_s
 from sim.recorder import Recorder
@@ -42,7 +49,8 @@ from sim.scenario import LlamaCppSpec
 from sim.servers.base import INF, IterationServer
 from sim.servers.slots import SlotScheduler
 
-__all__ = ["FIFO_ROUTER_VERSION", "LlamaSwapServer", "ready_after", "resolve_swap_models", "simulate_swap", "swap_results"]
+__all__ = ["FIFO_ROUTER_VERSION", "LlamaSwapServer", "Placement", "placement_of", "ready_after", "resolve_swap_models",
+           "simulate_swap", "swap_results"]
 
 FIFO_ROUTER_VERSION = 218
 """First llama-swap release with the router (PR #790) and 1 s health polls."""
@@ -64,8 +72,16 @@ def ready_after(load_s: float, release: int) -> float:
     return FIRST_POLL_S + math.ceil((load_s - FIRST_POLL_S) / interval - 1e-12) * interval
 
 
+def _vram(resolved: ResolvedServer, weights: float, kv_per_token: float, hardware: HardwareSpec) -> float:
+    """VRAM one llama-server holds: its GPU part when split with the CPU, else weights + KV + context."""
+    if "vram_gib" in resolved.notes:
+        return float(resolved.notes["vram_gib"]) * GIB  # type: ignore[arg-type]
+    return weights + int(resolved.notes["ctx_size"]) * kv_per_token + CUDA_CONTEXT_BYTES * hardware.count  # type: ignore[call-overload]
+
+
 def resolve_swap_models(spec: LlamaCppSpec, hardware: HardwareSpec) -> list[ModelRunner]:
-    """Each model behind llama-swap as a one-model llama.cpp server (EngineError naming the model)."""
+    """Each model behind llama-swap as a one-model llama.cpp server (EngineError naming the model, or
+    when models the groups or matrix let run at once do not fit the GPU together)."""
     swap = spec.llama_swap
     assert swap is not None
     release = _release(swap.version)
@@ -78,34 +94,55 @@ def resolve_swap_models(spec: LlamaCppSpec, hardware: HardwareSpec) -> list[Mode
             raise EngineError(f"server {spec.label!r}: llama_swap.models: {err}") from None
         one = spec.model_copy(update={"llama_swap": None, "name": f"{spec.label}:{entry.model}"})
         resolved = resolve_server(one, model, hardware)
-        load = swap.startup_s + model.weight_bytes(_format_for(one, "llama.cpp")) / (gb_s * 1e9)
-        runners.append(ModelRunner(entry.model, resolved, 0.0, True, ready_after(load, release),
+        weights = model.weight_bytes(_format_for(one, "llama.cpp"))
+        load = swap.startup_s + weights / (gb_s * 1e9)
+        runners.append(ModelRunner(entry.model, resolved, _vram(resolved, weights, _kv_bytes(model, one), hardware),
+                                   "split" not in resolved.notes, ready_after(load, release),
                                    entry.ttl_s if entry.ttl_s > 0 else INF))
+    check_vram(spec.label, placement_of(swap), [r.vram_bytes for r in runners], hardware.memory_bytes * hardware.count,
+               hardware.id)
     return runners
 
 
 class LlamaSwapServer(MultiModelServer):
-    """llama-swap's default group: one process at a time (see the module docstring)."""
+    """llama-swap over its groups or matrix (see the module docstring)."""
 
-    def __init__(self, spec: LlamaCppSpec, runners: list[ModelRunner], model_of: np.ndarray) -> None:
+    def __init__(self, spec: LlamaCppSpec, runners: list[ModelRunner], model_of: np.ndarray,
+                 placement: Placement | None = None) -> None:
         assert spec.llama_swap is not None
         self.swap = spec.llama_swap
         self.router = _release(self.swap.version) >= FIFO_ROUTER_VERSION
         self.runners, self.model_of, self.fast = runners, model_of, False
+        self.placement = placement if placement is not None else placement_of(self.swap)
+        self.index = {id(r): k for k, r in enumerate(runners)}
         self.pending: deque[Request] = deque()
         self.swaps = 0
-        self.locked: ModelRunner | None = None
-        """<= v217: the process whose first request holds the group lock."""
+        self.locked: dict[int, ModelRunner] = {}
+        """<= v217: by swap group, the process whose first request holds the group's lock."""
 
     def _runner(self, request: Request) -> ModelRunner:
         return self.runners[int(self.model_of[request.id])]
 
+    def _group(self, runner: ModelRunner) -> int:
+        return self.placement.group_of[self.index[id(runner)]]
+
+    def _locking(self, runner: ModelRunner) -> bool:
+        """<= v217 and ``runner`` is in a swap group: its requests pass the group's lock."""
+        return not self.router and self.placement.locks(self.index[id(runner)])
+
+    def _open(self, runner: ModelRunner) -> bool:
+        """Whether a request for the loaded ``runner`` is served at once (not held by its group's lock)."""
+        if not self._locking(runner):
+            return True
+        g = self._group(runner)
+        return g not in self.locked and not any(self._group(self._runner(q)) == g for q in self.pending)
+
     def _arrive(self, request: Request) -> None:
         runner = self._runner(request)
-        if runner.loaded and self.locked is None and not (not self.router and self.pending):
+        if runner.loaded and self._open(runner):
             self._serve(runner, request)
             return
-        if self.router and runner.loading:  # joins the swap to its model
+        if runner.loading and not self._locking(runner):  # joins the swap to its model
             runner.waited_for_load += 1
             runner.joined.append(request)
             return
@@ -123,8 +160,8 @@ class LlamaSwapServer(MultiModelServer):
         self._dispatch(runner, request)
 
     def on_finish(self, runner: ModelRunner, request: Request, now: float) -> None:
-        if self.locked is runner:
-            self.locked = None  # the first request through a swap released the group lock
+        if self.locked and self.locked.get(self._group(runner)) is runner:
+            del self.locked[self._group(runner)]  # the first request through a swap released the group lock
         super().on_finish(runner, request, now)
         self._poke()
 
@@ -132,32 +169,48 @@ class LlamaSwapServer(MultiModelServer):
         super()._unload(runner)
         self._poke()
 
+    def _next(self) -> tuple[int, ModelRunner, list[ModelRunner] | None] | None:
+        """The first queued request that can move: its index, its model, and the victims to stop
+        (None: the model is ready, serve it); None when every queued request waits."""
+        held: set[int] = set()  # <= v217: swap groups whose lock (or first queued request) holds the rest
+        running = [k for k, r in enumerate(self.runners) if r.loaded or r.loading]
+        for i, q in enumerate(self.pending):
+            target = self._runner(q)
+            locking = self._locking(target)
+            g = self._group(target)
+            if locking and (g in self.locked or g in held):
+                continue
+            if target.loaded:
+                return i, target, None
+            if not target.loading:
+                victims = [self.runners[k] for k in self.placement.victims(self.index[id(target)], running)]
+                if not any(v.ref > 0 or v.loading for v in victims):
+                    return i, target, victims
+            if locking:
+                held.add(g)
+        return None
+
     def _loop(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         while True:
-            if not self.pending or self.locked is not None:
+            move = self._next() if self.pending else None
+            if move is None:  # wait for requests to end (victims going idle) or to arrive
                 if self.kick.triggered:
                     self.kick = env.event()
                 yield self.kick
                 continue
-            head = self.pending[0]
-            target = self._runner(head)
-            if target.loaded:
-                self.pending.popleft()
-                self._serve(target, head)
+            i, target, victims = move
+            if victims is None:
+                request = self.pending[i]
+                del self.pending[i]
+                self._serve(target, request)
                 continue
-            running = [r for r in self.runners if r.loaded]
-            if any(r.ref > 0 for r in running):  # wait for the running process's requests to end
-                if self.kick.triggered:
-                    self.kick = env.event()
-                yield self.kick
-                continue
-            for r in running:
+            for r in victims:
                 r.evictions += 1
                 self._unload(r)
-            yield from self._start(target)
+            yield from self._start(target, self.pending[i])
 
-    def _start(self, runner: ModelRunner) -> Generator[simpy.Event, Any, None]:
+    def _start(self, runner: ModelRunner, first: Request) -> Generator[simpy.Event, Any, None]:
         self.swaps += 1
         runner.loading = True
         runner.loads += 1
@@ -171,15 +224,15 @@ class LlamaSwapServer(MultiModelServer):
         runner.loaded = True
         runner.timer += 1
         joined, runner.joined = runner.joined, []
-        if self.router:  # every queued request for this model is served now (grouped FIFO)
+        if not self._locking(runner):  # every queued request for this model is served now (grouped FIFO)
             mine = [q for q in self.pending if self._runner(q) is runner]
             self.pending = deque(q for q in self.pending if self._runner(q) is not runner)
             for q in sorted(joined + mine, key=lambda q: (q.arrival_s, q.id)):
                 self._serve(runner, q)
         else:  # the lock is held until the first request to the new process completes
-            head = self.pending.popleft()
-            self.locked = runner
-            self._serve(runner, head)
+            self.pending.remove(first)
+            self.locked[self._group(runner)] = runner
+            self._serve(runner, first)
 
 
 def simulate_swap(spec: LlamaCppSpec, hardware: HardwareSpec, client: Any, workload_size: int, seed: int,
@@ -191,7 +244,7 @@ def simulate_swap(spec: LlamaCppSpec, hardware: HardwareSpec, client: Any, workl
     recorder = Recorder(max(workload_size, 1))
     if model_of is None:
         model_of = model_of_requests([m.weight for m in spec.llama_swap.models], max(workload_size, 1), seed)
-    server = LlamaSwapServer(spec, runners, model_of)
+    server = LlamaSwapServer(spec, runners, model_of, placement_of(spec.llama_swap))
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

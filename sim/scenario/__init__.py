@@ -34,7 +34,13 @@ from sim.scenario.io import (
     parse_value,
     with_override,
 )
-from sim.scenario.local import LlamaSwapSpec, OllamaModelSpec, SwapModelSpec
+from sim.scenario.local import (
+    LlamaSwapSpec,
+    OllamaModelSpec,
+    SwapGroupSpec,
+    SwapMatrixSpec,
+    SwapModelSpec,
+)
 from sim.scenario.router import RouterSpec
 from sim.scenario.servers import (
     LlamaCppSpec,
@@ -105,6 +111,8 @@ __all__ = [
     "SloSpec",
     "Spec",
     "SpeculativeConfig",
+    "SwapGroupSpec",
+    "SwapMatrixSpec",
     "SwapModelSpec",
     "SweepSpec",
     "ThinkTime",
