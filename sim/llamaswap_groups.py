@@ -116,6 +116,19 @@ class Placement:
                 out.append((f"groups {label} ({self._why(gs)})", [m for g in gs for m in self.groups[g].members]))
         return out
 
+    def describe(self) -> str:
+        """One line for the run's notes: the groups with their flags, or the matrix sets."""
+        if self.sets is not None:
+            costs = ", ".join(f"{n} {c:g}" for n, c in zip(self.names, self.costs, strict=True))
+            return f"matrix sets {' | '.join(self.set_names)} (evict costs {costs})"
+        parts = []
+        for group in self.groups:
+            flags = [f"swap: {str(group.swap).lower()}", f"exclusive: {str(group.exclusive).lower()}"]
+            if group.persistent:
+                flags.append("persistent")
+            parts.append(f"{group.name} [{', '.join(self.names[m] for m in group.members)}] ({', '.join(flags)})")
+        return "groups " + "; ".join(parts)
+
     def _why(self, gs: list[int]) -> str:
         parts = [f"{self.groups[g].name!r} is {'persistent' if self.groups[g].persistent else 'exclusive: false'}"
                  for g in gs if self.groups[g].persistent or not self.groups[g].exclusive]

@@ -191,7 +191,7 @@ def _run_swap(scenario: Scenario, spec: LlamaCppSpec, first: ResolvedServer, wor
     notes = {**first.notes, "weight_format": first.weight_format, "models": swap_results(server, recorder),
              "load": f"llama-swap {swap.version} ({'FIFO router' if server.router else 'ProcessGroup'}): start-up "
                      f"{swap.startup_s} s + bytes / {read_gb_s(spec.label, swap.storage, swap.load_cap_gb_s):g} GB/s "
-                     f"({swap.storage}), ready at the next health poll"}
+                     f"({swap.storage}), ready at the next health poll; {server.placement.describe()}"}
     return PointResult(spec.label, "llama-swap", sweep, metrics, recorder, notes)
 
 

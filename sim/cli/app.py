@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
@@ -56,7 +57,7 @@ def print_table(scenario: Scenario, rows: list[dict[str, Any]]) -> None:
         table.add_row(*line)
     console.print(table)
     for warning in point_warnings(rows, sweep):
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def _write_outputs(scenario: Scenario, rows: list[dict[str, Any]], out: Path) -> None:
@@ -118,7 +119,7 @@ def _dask(scheduler: str) -> Any:
 
 
 def _say(text: str) -> None:
-    err_console.print(text, highlight=False)
+    err_console.print(text, highlight=False, markup=False)
 
 
 def profile_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -183,7 +184,7 @@ def run_cmd(
             from sim.results.perfetto import write_timelines
 
             written = write_timelines(scenario, timeline)
-            err_console.print(f"wrote {', '.join(map(str, written))} (open the .json at ui.perfetto.dev)")
+            err_console.print(f"wrote {', '.join(map(str, written))} (open the .json at ui.perfetto.dev)", markup=False)
         with _dask(scheduler) if scheduler else nullcontext() as executor, \
                 Progress(*Progress.get_default_columns(), TextColumn("{task.fields[what]}"),
                          console=err_console, transient=True) as progress:
@@ -199,17 +200,15 @@ def run_cmd(
         _fail(_with_file(scenario_file, err))
     print_table(scenario, rows)
     console.print("cost profiles (what priced each server's passes, and why):", highlight=False)
-    for line in profile_lines(rows):
-        console.print(line, highlight=False)
-    for line in model_lines(rows):
-        console.print(line, highlight=False)
+    for line in profile_lines(rows) + model_lines(rows):  # text from the data: no rich markup
+        console.print(line, highlight=False, markup=False)
     if out is not None:
         try:
             _write_outputs(scenario, rows, out)
         except OSError as err:
             _fail(f"--out {out}: cannot write the results ({err.strerror or err}); name a folder you can write")
         console.print(f"wrote {out}/results.json, results.csv, bench/*.json and the plots "
-                      "output_throughput.png, p99_ttft_ms.png, p99_e2el_ms.png, timeouts.png")
+                      "output_throughput.png, p99_ttft_ms.png, p99_e2el_ms.png, timeouts.png", markup=False)
 
 
 @app.command("check")
@@ -229,10 +228,10 @@ def check_cmd(
     for path in paths:
         try:
             check_scenario_file(path, full)
-            console.print(f"[green]ok[/] {path}")
+            console.print(f"[green]ok[/] {escape(str(path))}")
         except ScenarioError as err:
             failed += 1
-            err_console.print(f"[bold red]error:[/] {_with_file(path, err)}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(_with_file(path, err))}", highlight=False)
     if failed:
         raise typer.Exit(2)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["register"]
@@ -103,16 +104,16 @@ def register(app: typer.Typer) -> None:
         doc["elapsed_s"] = elapsed
         console.print(plan_table(doc))
         best = result.cheapest
-        console.print(f"replica model: {result.replica_model}")
+        console.print(f"replica model: {result.replica_model}", markup=False)
         if best is None:
             console.print("[bold red]no candidate meets the SLO[/]")
         else:
             f = best.figures
-            console.print(f"cheapest: [bold]{best.name}[/] x{f['replicas']} at ${f['usd_per_hour']:.2f}/h "
+            console.print(f"cheapest: [bold]{escape(best.name)}[/] x{f['replicas']} at ${f['usd_per_hour']:.2f}/h "
                           f"(${f['usd_per_million_output_tokens']:.3f} per 1M output tokens, headroom {f['headroom']:.0%}); "
                           f"price: {best.price.get('provider', best.price.get('offering'))} {best.price.get('offering')}")
-        console.print(f"Pareto front (cost vs {spec.search.pareto_metric}): {', '.join(doc['pareto_front']) or '-'}")
+        console.print(f"Pareto front (cost vs {spec.search.pareto_metric}): {', '.join(doc['pareto_front']) or '-'}", markup=False)
         console.print(f"{result.simulations} simulations in {elapsed:.1f} s")
         if out is not None:
             write_outputs(doc, out)
-            console.print(f"wrote {out}/plan.json, plan.csv, pareto.png")
+            console.print(f"wrote {out}/plan.json, plan.csv, pareto.png", markup=False)
