@@ -230,3 +230,30 @@ def test_servesim_check_names_the_file_and_never_prints_a_traceback(tmp_path: Pa
     assert proc.returncode == 2 and "Traceback" not in out
     for case in ("dense", "too-many", "attention"):
         assert f"{case}.yaml" in out
+
+
+# ---------------------------------------------------------------- the shipped scenario
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "local" / "qwen3_30b_a3b_cpu_moe_12gb.yaml"
+
+
+@pytest.mark.parametrize("options", [{}, {"n_gpu_layers": 99}, {"n_cpu_moe": 0}])
+def test_every_expert_on_the_12gb_card_is_refused_with_the_fix(options: dict) -> None:
+    """The scenario's model on its card with every layer and expert on the GPU does not fit: refused,
+    naming the least n_cpu_moe that fits; that value resolves and one less does not."""
+    with pytest.raises(EngineError, match=r"n_cpu_moe: (\d+) or more, or cpu_moe: true") as err:
+        _resolve(_spec(**options))
+    least = int(err.value.args[0].split("n_cpu_moe: ")[1].split(" ")[0])
+    assert isinstance(_resolve(_spec(n_cpu_moe=least)).cost, ExpertOffloadStepCost)
+    with pytest.raises(EngineError, match=f"use n_cpu_moe >= {least}"):
+        _resolve(_spec(n_cpu_moe=least - 1))
+
+
+def test_the_scenario_shows_the_expert_split_of_each_server() -> None:
+    from sim.scenario import load_scenario
+    from sim.simulation import resolve_servers
+
+    resolved = resolve_servers(load_scenario(SCENARIO))
+    cpu_layers = [r.notes["n_cpu_moe"] for r in resolved]
+    assert all(isinstance(r.cost, ExpertOffloadStepCost) for r in resolved)
+    assert cpu_layers[0] == get_model(MODEL).num_layers  # cpu_moe: true
+    assert cpu_layers[1:5] == sorted(cpu_layers[1:5], reverse=True)  # n_cpu_moe falling

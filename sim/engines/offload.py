@@ -105,6 +105,16 @@ def llama_cpp_offload(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareSp
         return experts
     if ngl is None:
         ngl = "auto" if build >= LLAMA_CPP_FIT_BUILD else None
+    if model.moe is not None and ngl != "auto" and (ngl is None or ngl >= n + 1) and hardware.count == 1 \
+            and hardware.kind != "cpu" and not _fits_today(model, fmt, kv, hardware, ctx_tokens):
+        need = model.weight_bytes(fmt) + CUDA_CONTEXT_BYTES + ctx_tokens * kv
+        most = fit_experts(model, fmt, kv, ctx_tokens, hardware.memory_bytes + 1024 * (1 << 20), CUDA_CONTEXT_BYTES)
+        fix = f"n_cpu_moe: {most} or more, or cpu_moe: true" if most is not None else "a smaller ctx_size"
+        raise EngineError(
+            f"server {spec.label!r}: every layer of {model.id} on the GPU needs {need / GIB:.1f} GiB ({fmt.name} weights, "
+            f"a {ctx_tokens}-token KV cache, the CUDA context) but {hardware.id} has {hardware.memory_gib:g} GiB; keep "
+            f"routed experts in host RAM ({fix}), quantize further, or use a larger GPU"
+        )
     if ngl is None:
         return None
     if ngl == "auto":
