@@ -19,16 +19,32 @@ compute (an assumption on the pessimistic side).
 Decode lines add the parts' lines: exact when each part's first line dominates throughout (the
 memory-bound decode of both devices, the usual case); otherwise the max of the pairwise sums, a
 lower bound of the true sum.
+
+:class:`ExpertOffloadStepCost` prices llama.cpp's expert offload of a mixture-of-experts model
+(``--cpu-moe``, ``--n-cpu-moe``): every layer on the GPU but the routed experts of ``L_c`` layers
+in host RAM. A physical pass of ``n`` tokens costs the GPU's pass (its layers, with the experts
+of its other MoE layers) plus, for the ``L_c`` layers, either
+
+* the CPU: the distinct experts the pass routes to, D(n) = E (1 - (1 - k/E)^n), read at the host
+  CPU's roofline (``max(bytes, FLOPs)`` per layer, the MoE term of a CPU-only run), and the hidden
+  state of every token sent to the host and back, ``2 L_c (alpha + n x hidden x 4 B / link)``; or
+* with op offload and ``n >= 32``: the same experts priced on the GPU, plus the copy of the D(n)
+  experts the ubatch routes to over the host link, ``L_c x D(n) x expert bytes / link``
+  (ASSUMED: only the experts the ubatch uses are copied, as ggml's scheduler does for
+  ``MUL_MAT_ID`` weights in host buffers in 2025 builds by our reading; LOCAL_SERVERS.md §3.3
+  says only that CPU-resident weights are copied per ubatch. At n >= 32 tokens D(n) is already
+  87 % of Qwen3-30B-A3B's 128 experts and 99.9 % at n = 128, so this only matters for short prompts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from sim.costs import DecodeLine, RooflineStepCost
+from sim.costs import DecodeLine, RooflineStepCost, StepCost
 from sim.shapes import BatchShape
 
-__all__ = ["MIN_STREAM_TOKENS", "OffloadStepCost"]
+__all__ = ["MIN_STREAM_TOKENS", "ExpertOffloadStepCost", "ExpertTerm", "OffloadStepCost"]
 
 MIN_STREAM_TOKENS = 32
 """Batch size from which the CUDA backend takes CPU-resident weights' ops (llama.cpp ggml-cuda)."""
@@ -104,3 +120,75 @@ class OffloadStepCost:
             return DecodeLine(other.c0 + c0, other.a1, other.b1, other.a2, other.b2)
         g = self.gpu.decode_line(num_seqs)
         return DecodeLine(g.c0 + other.c0 + c0, g.a1 + other.a1, g.b1 + other.b1, g.a2 + other.a2, g.b2 + other.b2)
+
+
+class ExpertTerm(Protocol):
+    """The routed experts of some MoE layers on one device (:class:`sim.costs_parallel.MoeLayers`)."""
+
+    @property
+    def layers(self) -> int: ...
+
+    def distinct(self, tokens: float) -> float:
+        """Expected distinct experts ``tokens`` tokens touch in one layer."""
+        ...
+
+    def time(self, tokens: float) -> float:
+        """Seconds of the experts of all its layers for one pass of ``tokens`` tokens."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExpertOffloadStepCost:
+    """A pass of an MoE model whose routed experts of some layers are in host RAM (module docstring)."""
+
+    gpu: StepCost
+    """The model on the GPU with the routed experts of its GPU-resident MoE layers only."""
+    cpu_experts: ExpertTerm
+    """The routed experts of the CPU-expert layers at the host CPU's roofline."""
+    stream_experts: ExpertTerm | None
+    """The same layers' experts priced on the GPU (op offload); None when op offload is off."""
+    expert_bytes: float
+    """Bytes of one expert (gate, up and down), copied per used expert when streamed."""
+    max_pass_tokens: int
+    """Tokens per physical pass (the ubatch)."""
+    hop_alpha_s: float
+    hop_bytes_per_token: float
+    link_bytes_per_s: float
+    _lines: dict[int, DecodeLine] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def streams(self, tokens: float) -> bool:
+        """A physical pass of ``tokens`` tokens runs the CPU-resident experts on the GPU."""
+        return self.stream_experts is not None and tokens >= MIN_STREAM_TOKENS
+
+    def cpu_read_bytes(self, tokens: float) -> float:
+        """Expert bytes the CPU reads in a physical pass of ``tokens`` tokens (none when streamed)."""
+        if self.streams(tokens):
+            return 0.0
+        return self.cpu_experts.layers * self.cpu_experts.distinct(tokens) * self.expert_bytes
+
+    def expert_time(self, tokens: float) -> float:
+        """Seconds the CPU-resident experts add to one physical pass of ``tokens`` tokens."""
+        layers = self.cpu_experts.layers
+        if tokens <= 0 or layers == 0:
+            return 0.0
+        if self.stream_experts is not None and self.streams(tokens):
+            copy = layers * self.stream_experts.distinct(tokens) * self.expert_bytes / self.link_bytes_per_s
+            return self.stream_experts.time(tokens) + copy
+        hops = 2 * layers * (self.hop_alpha_s + tokens * self.hop_bytes_per_token / self.link_bytes_per_s)
+        return self.cpu_experts.time(tokens) + hops
+
+    def _extra(self, tokens: int) -> float:
+        passes = max(1, -(-tokens // self.max_pass_tokens))
+        return passes * self.expert_time(tokens / passes)
+
+    def step_time(self, shape: BatchShape) -> float:
+        if shape.num_prefill_tokens == 0 and shape.num_prefill_seqs == 0:
+            return self.decode_line(shape.num_decode_seqs).at(shape.num_context_tokens)
+        return self.gpu.step_time(shape) + self._extra(shape.num_tokens)
+
+    def decode_line(self, num_seqs: int) -> DecodeLine:
+        line = self._lines.get(num_seqs)
+        if line is None:
+            g = self.gpu.decode_line(num_seqs)
+            line = self._lines[num_seqs] = DecodeLine(g.c0 + self._extra(num_seqs), g.a1, g.b1, g.a2, g.b2)
+        return line

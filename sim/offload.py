@@ -13,6 +13,11 @@ on the host CPU (docs/local_servers.md; the rules are LOCAL_SERVERS.md §2-§3's
 * :func:`offload_cost`: the step price: the GPU's roofline for its layers plus the host CPU's
   roofline for the others, one after the other, plus the activation hops over the host link;
   passes of >= 32 tokens stream the CPU layers' weights to the GPU (op offload) instead.
+* Expert offload of a mixture-of-experts model (:func:`cpu_expert_layers`, :func:`place_experts`,
+  :func:`fit_experts`, :func:`expert_offload_cost`): llama.cpp's ``--cpu-moe``, ``--n-cpu-moe N``
+  and ``-ot PATTERN=CPU`` keep the routed experts of some layers in host RAM (every other tensor on
+  the GPU); ``--fit`` for an MoE model first moves every expert to RAM, then brings the experts of
+  the last layers back while they fit (LOCAL_SERVERS.md §3.4).
 
 The host CPU of a GPU is a catalog CPU: the hardware's ``host``, else :data:`DEFAULT_HOSTS` by
 the GPU's kind.
@@ -21,27 +26,34 @@ the GPU's kind.
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sim.catalog import HardwareSpec, ModelSpec, WeightFormat, get_hardware
 from sim.catalog.base import CatalogError
 from sim.catalog.interconnects import get_link, link_of
-from sim.costs import RooflineStepCost
-from sim.costs_offload import OffloadStepCost
+from sim.costs import RooflineStepCost, StepCost
+from sim.costs_offload import ExpertOffloadStepCost, ExpertTerm, OffloadStepCost
 
 __all__ = [
+    "CPU_MOE_PATTERN",
     "DEFAULT_HOSTS",
     "FIT_TARGET_BYTES",
     "LLAMA_CPP_FIT_BUILD",
     "LLAMA_CPP_OUTPUT_FIRST_BUILD",
     "OLLAMA_FIT_VERSION",
     "Offload",
+    "cpu_expert_layers",
+    "expert_offload_cost",
+    "fit_experts",
     "fit_layers",
     "host_link",
     "host_of",
     "offload_cost",
     "ollama_legacy_layers",
     "place",
+    "place_experts",
 ]
 
 GIB = float(1 << 30)
@@ -83,15 +95,18 @@ class Offload:
     cpu_weight_bytes: float
     """Weights in host memory (CPU layers, the input embedding, the output layer if there)."""
     gpu_read_bytes: float
-    """Weights the GPU reads per pass."""
+    """Weights the GPU reads per pass (an MoE model's GPU-resident experts counted whole)."""
     cpu_read_bytes: float
-    """Weights the CPU reads per pass (not the embedding table: a pass reads only its rows)."""
+    """Weights the CPU reads per pass (not the embedding table: a pass reads only its rows); with
+    expert offload, the CPU-resident experts, of which a pass reads those its tokens route to."""
     gpu_matmul_params: float
     cpu_matmul_params: float
     gpu_kv_per_token: float
     cpu_kv_per_token: float
     reason: str
     """How the split was chosen (``-ngl 40``, ``--fit``, Ollama's estimate)."""
+    cpu_expert_layers: int = 0
+    """MoE layers whose routed experts are in host RAM (expert offload; their other tensors on the GPU)."""
 
     @property
     def offloaded(self) -> int:
@@ -100,7 +115,8 @@ class Offload:
 
     @property
     def full(self) -> bool:
-        return self.offloaded == self.num_layers + 1
+        """Every tensor but the input embedding on the GPU: today's single-GPU server."""
+        return self.offloaded == self.num_layers + 1 and self.cpu_expert_layers == 0
 
     @property
     def hops(self) -> tuple[int, int]:
@@ -142,8 +158,9 @@ def place(model: ModelSpec, fmt: WeightFormat, kv_per_token: float, ngl: int, *,
     """llama.cpp's placement for ``-ngl ngl`` (``llama_model::load_tensors``, LOCAL_SERVERS.md §3.1)."""
     if model.moe is not None:
         raise CatalogError(
-            f"partial offload of the mixture-of-experts model {model.id!r} is not modelled (expert offload, "
-            "--cpu-moe, is to come); put every layer on the GPU (n_gpu_layers / num_gpu unset) or use a dense model"
+            f"putting whole layers of the mixture-of-experts model {model.id!r} on the CPU is not modelled; keep "
+            "every layer on the GPU (n_gpu_layers / num_gpu unset) and move its experts to the CPU instead "
+            "(llama.cpp cpu_moe: true, n_cpu_moe: N or override_tensor; --fit and Ollama >= 0.30 do so by default)"
         )
     n = model.num_layers
     act = min(max(ngl, 0), n + 1)
@@ -270,4 +287,123 @@ def offload_cost(off: Offload, model: ModelSpec, gpu: RooflineStepCost, cpu: Roo
         gpu=gpu_part, cpu=cpu_part, stream=stream, stream_bytes_per_pass=off.cpu_read_bytes,
         hops=off.hops[0], output_hops=off.hops[1], hop_alpha_s=HOP_ALPHA_S, hop_bytes_per_token=model.hidden_size * GGML_ACT_BYTES,
         link_bytes_per_s=link_bytes_per_s,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Expert offload of mixture-of-experts models (--cpu-moe, --n-cpu-moe, -ot, --fit)
+# ---------------------------------------------------------------------------------------------
+CPU_MOE_PATTERN = r"\.ffn_(up|down|gate)_exps"
+"""The override ``--cpu-moe`` adds (llama.cpp ``common/arg.cpp``); ``--n-cpu-moe N`` adds
+``blk\\.i\\.ffn_(up|down|gate)_exps`` for i < N."""
+EXPERT_TENSORS = ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps")
+"""A layer's routed-expert tensors in a GGUF file (all experts of the layer in one 3-D tensor each)."""
+_LAYER_TENSORS = ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_norm", "attn_k_norm",
+                  "ffn_norm", "ffn_gate_inp", "ffn_gate", "ffn_up", "ffn_down",
+                  "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ffn_gate_inp_shexp")
+"""The other tensors llama.cpp names in a layer (attention, norms, router, dense and shared FFN)."""
+_GLOBAL_TENSORS = ("token_embd.weight", "output_norm.weight", "output.weight")
+
+
+def _ot_layers(model: ModelSpec, pattern: str, where: str) -> set[int]:
+    """MoE layers whose expert tensors ``-ot`` ``pattern`` (``REGEX=CPU``) puts on the CPU, or the
+    :class:`CatalogError` naming what it matches that is not modelled (tensor names as llama.cpp's,
+    matched with ``regex_search``)."""
+    fix = (r"use patterns that select whole expert tensors, e.g. 'blk\.([0-9]|1[0-9])\.ffn_.*_exps=CPU' "
+           "(layers 0-19), or cpu_moe / n_cpu_moe")
+    regex, sep, buft = pattern.rpartition("=")
+    if not sep or not regex:
+        raise CatalogError(f"{where} {pattern!r} is not PATTERN=BUFFER_TYPE; {fix}")
+    if buft != "CPU":
+        raise CatalogError(f"{where} {pattern!r}: only '=CPU' is modelled (not {buft!r}); {fix}")
+    try:
+        compiled = re.compile(regex)
+    except re.error as err:
+        raise CatalogError(f"{where} {pattern!r}: {regex!r} is not a regular expression ({err}); {fix}") from None
+    dense = set(model.moe.dense_layers) if model.moe else set()
+    names = [*_GLOBAL_TENSORS, *(f"blk.{i}.{t}.weight" for i in range(model.num_layers) for t in _LAYER_TENSORS)]
+    other = [name for name in names if compiled.search(name)]
+    if other:
+        raise CatalogError(f"{where} {pattern!r} puts {other[0]} (not a routed expert) on the CPU, which is not modelled; {fix}")
+    layers = set()
+    for i in range(model.num_layers):
+        hit = [t for t in EXPERT_TENSORS if compiled.search(f"blk.{i}.{t}.weight")]
+        if hit and i not in dense:
+            if len(hit) < len(EXPERT_TENSORS):
+                raise CatalogError(f"{where} {pattern!r} puts only {', '.join(hit)} of layer {i} on the CPU: a layer's "
+                                   f"experts are modelled whole; match all three ({', '.join(EXPERT_TENSORS)}), e.g. ffn_.*_exps")
+            layers.add(i)
+    if not layers:
+        raise CatalogError(f"{where} {pattern!r} matches no expert tensor of {model.id} ({model.num_layers} layers); {fix}")
+    return layers
+
+
+def cpu_expert_layers(model: ModelSpec, *, cpu_moe: bool, n_cpu_moe: int | None, override: Sequence[str] | None,
+                      names: tuple[str, str, str] = ("cpu_moe", "n_cpu_moe", "override_tensor")) -> frozenset[int]:
+    """The MoE layers whose routed experts llama.cpp keeps in host RAM for these options (their
+    union, as llama.cpp appends them all to its overrides); empty when none is given."""
+    given = [name for name, v in zip(names, (cpu_moe, n_cpu_moe is not None, bool(override)), strict=True) if v]
+    if not given:
+        return frozenset()
+    if model.moe is None:
+        raise CatalogError(f"{', '.join(given)}: these options move the routed experts of a mixture-of-experts model to the CPU; "
+                           f"{model.id} is dense: remove {' and '.join(given)} (n_gpu_layers splits a dense model)")
+    n = model.num_layers
+    if n_cpu_moe is not None and n_cpu_moe > n:
+        raise CatalogError(f"{names[1]}={n_cpu_moe} but {model.id} has {n} layers; use {names[1]} <= {n} "
+                           f"({n}: every layer's experts, as {names[0]}: true)")
+    dense = set(model.moe.dense_layers)
+    layers = set(range(n)) if cpu_moe else set(range(n_cpu_moe or 0))
+    for j, pattern in enumerate(override or ()):
+        layers |= _ot_layers(model, pattern, f"{names[2]}[{j}]")
+    return frozenset(layers - dense)
+
+
+def place_experts(model: ModelSpec, fmt: WeightFormat, kv_per_token: float, layers: int, *, reason: str) -> Offload:
+    """Every layer and the output on the GPU (each layer's KV there), the routed experts of
+    ``layers`` MoE layers and the input embedding in host RAM."""
+    assert model.moe is not None
+    experts = layers * model.moe.num_experts * model.expert_params * model.expert_bits(fmt) / 8
+    embed = _embed_bytes(model, fmt)
+    body, matmul, _ = model.stage_params(0, model.num_layers)
+    gpu_experts = (model.num_moe_layers - layers) * model.moe.num_experts * model.expert_params * model.expert_bits(fmt) / 8
+    head = _head_bytes(model, fmt)
+    return Offload(
+        num_layers=model.num_layers, gpu_layers=model.num_layers, output_on_gpu=True,
+        gpu_weight_bytes=model.weight_bytes(fmt) - experts - embed, cpu_weight_bytes=experts + embed,
+        gpu_read_bytes=body * fmt.bits_per_weight / 8 + head + gpu_experts, cpu_read_bytes=experts,
+        gpu_matmul_params=matmul, cpu_matmul_params=0.0,
+        gpu_kv_per_token=kv_per_token, cpu_kv_per_token=0.0, reason=reason, cpu_expert_layers=layers,
+    )
+
+
+def fit_experts(model: ModelSpec, fmt: WeightFormat, kv_per_token: float, ctx_tokens: int, gpu_bytes: float,
+                context_bytes: float) -> int | None:
+    """``--fit`` for an MoE model (§3.4 step 3): every expert in RAM first, then the experts of the
+    last layers back to the GPU while :data:`FIT_TARGET_BYTES` stay free. Returns N, the experts of
+    the first N layers left on the CPU (the layer at the boundary, which llama.cpp lets overflow
+    partially, down then gate then up, is put wholly on the CPU here); None when not even every
+    expert on the CPU leaves the target free."""
+    for first in range(model.num_layers + 1):
+        layers = sum(1 for i in range(first) if model.moe is None or i not in model.moe.dense_layers)
+        off = place_experts(model, fmt, kv_per_token, layers, reason="")
+        if off.gpu_weight_bytes + ctx_tokens * off.gpu_kv_per_token + context_bytes + FIT_TARGET_BYTES <= gpu_bytes:
+            return first
+    return None
+
+
+def expert_offload_cost(model: ModelSpec, fmt: WeightFormat, gpu: StepCost, gpu_experts: ExpertTerm,
+                        cpu_experts: ExpertTerm, max_pass_tokens: int, link_bytes_per_s: float, *,
+                        op_offload: bool) -> ExpertOffloadStepCost:
+    """The step price of an expert offload: ``gpu`` (the model on the GPU with the experts of its
+    GPU-resident layers only), plus ``cpu_experts`` (the experts of the CPU-expert layers at the
+    host CPU's roofline) with two activation hops per such layer, or, for passes
+    of >= 32 tokens with op offload, ``gpu_experts`` (the same layers priced on the GPU) plus the
+    copy of the experts the pass routes to."""
+    assert model.moe is not None
+    return ExpertOffloadStepCost(
+        gpu=gpu, cpu_experts=cpu_experts, stream_experts=gpu_experts if op_offload else None,
+        expert_bytes=model.expert_params * model.expert_bits(fmt) / 8,
+        max_pass_tokens=max_pass_tokens, hop_alpha_s=HOP_ALPHA_S,
+        hop_bytes_per_token=model.hidden_size * GGML_ACT_BYTES, link_bytes_per_s=link_bytes_per_s,
     )

@@ -148,6 +148,14 @@ class LlamaCppSpec(ServerCommon):
     op_offload: bool = True
     """--op-offload (default on): passes of >= 32 tokens run the CPU layers on the GPU, their weights
     copied over PCIe; false: --no-op-offload."""
+    cpu_moe: bool = False
+    """--cpu-moe / -cmoe: the routed experts of every layer of a mixture-of-experts model in host RAM,
+    run on the CPU (attention, router and shared experts stay on the GPU; docs/local_servers.md)."""
+    n_cpu_moe: int | None = Field(ge=0, default=None)
+    """--n-cpu-moe N / -ncmoe N: the routed experts of the first N layers in host RAM."""
+    override_tensor: list[str] | None = None
+    """-ot PATTERN=CPU, e.g. ``blk\\.(1?[0-9])\\.ffn_.*_exps=CPU``: only patterns that put whole routed-expert
+    tensors (gate, up and down of a layer) on the CPU are modelled; anything else is refused."""
     main_gpu: int = Field(ge=0, default=0)
     """-mg: the GPU of ``split_mode: none`` and the one holding KV and results under ``row``."""
     llama_swap: LlamaSwapSpec | None = None
