@@ -134,3 +134,20 @@ def test_p95_ttft_of_a_serial_server_with_constant_passes(tmp_path):
     assert values[2] == pytest.approx(110.0)
     assert all(e.ok for e in result.expectations)
     assert np.isfinite(values).all()
+
+
+def test_every_expectation_counts_in_the_per_engine_table_with_its_known_failures(tmp_path):
+    """Each expectation lands in one engine x metric group (steady-window TTFT percentiles with the
+    whole-run ones, none dropped), and the groups count their known failures."""
+    from sim.validation.run import by_engine, metric_group
+
+    assert metric_group("steady.p95_ttft_ms") == metric_group("p95_ttft_ms") == "TTFT p95/p99"
+    proc = _validate("--out", str(tmp_path))
+    doc = json.loads((tmp_path / "validation.json").read_text())
+    expectations = [e for c in doc["cases"] for e in c["expectations"]]
+    table = doc["summary"]["by_engine"]
+    assert sum(cell["n"] for cells in table.values() for cell in cells.values()) == len(expectations)
+    assert sum(cell["known_failures"] for cells in table.values() for cell in cells.values()) == sum(
+        e["status"] == "XFAIL" for e in expectations)
+    assert by_engine([]) == {}
+    assert "XFAIL" in proc.stdout.split("by engine and metric")[1]
