@@ -208,6 +208,7 @@ class MultiModelServer:
         self.mutex, self.fast_path, self.fit_80 = v < SCHEDULER, v >= FAST_PATH, v >= FIT_80
         self.fast = False  # runners step pass by pass: a request dispatched mid-run joins at the next pass
         self.pending: deque[Request] = deque()
+        self.last_end_s = 0.0
 
     # the run --------------------------------------------------------------------------------
     def start(self, env: simpy.Environment, client: Any, recorder: Recorder) -> None:
@@ -269,6 +270,7 @@ class MultiModelServer:
             runner.process = runner.server.start(self.env, _Feed(self, runner), self.recorder)
 
     def on_finish(self, runner: ModelRunner, request: Request, now: float) -> None:
+        self.last_end_s = now  # a runner may report an end ahead of env.now (it keeps its clock locally)
         runner.ref -= 1
         self.client.on_done(request, now)
         self._poke_arrivals()
@@ -408,6 +410,8 @@ class MultiModelServer:
             self._dispatch(runner, request)
             while runner.ref > 0:  # the mutex is held until the request ends
                 yield self._wait()
+            if self.last_end_s > self.env.now:
+                yield self.env.timeout(self.last_end_s - self.env.now)
 
     def _load(self, runner: ModelRunner) -> Generator[simpy.Event, Any, None]:
         runner.loading = True
