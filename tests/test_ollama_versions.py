@@ -77,6 +77,22 @@ def test_a_loaded_model_waits_behind_a_loading_one_only_before_0_11_5() -> None:
     assert first["0.12.0"] == pytest.approx(alone.first_token_s[1], rel=1e-12)
 
 
+def test_from_0_11_5_a_request_queued_during_its_models_load_waits_for_the_next_load() -> None:
+    """The other face of loads inside the loop: SMALL loading, then requests for MID and SMALL. On
+    0.12.0 both are pending; when SMALL is ready the loop takes MID's request and loads MID, and the
+    second SMALL request, though its model is loaded, waits out that load. On 0.11.4 it holds the
+    loop only until SMALL is ready (MID's request was requeued)."""
+    arrivals, which = [0.0, 0.5, 1.0], [0, 1, 0]
+    first = {}
+    for version in ("0.11.4", "0.12.0"):
+        server, rec = _run(version, [SMALL, MID], arrivals, which)
+        small, mid = server.runners
+        assert [small.loads, mid.loads] == [1, 1]
+        first[version] = rec.first_token_s[2]
+        behind = small.load_s + mid.load_s  # SMALL ready, then MID's whole load
+    assert first["0.11.4"] < behind <= first["0.12.0"]
+
+
 def test_requests_for_a_loaded_model_meet_the_503_cap_only_before_0_11_5() -> None:
     """T7 by version: while MID loads (its second request held at the head), requests for the
     loaded SMALL fill the queue's one remaining place and the rest get 503 on 0.11.4; on 0.12.0
