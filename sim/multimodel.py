@@ -15,7 +15,8 @@ scheduler. The scheduler follows §1.3, by ``version``:
   else the first, waited for until it goes idle; then ``vram_recovery_s`` passes before the next load;
 * a load takes ``startup_s + model bytes / min(disk read bandwidth, load_cap_gb_s)`` (from 0.11.5
   the loop is blocked meanwhile: one load at a time); the keep_alive timer starts when a runner's
-  last request ends (0: unload at once; negative: never);
+  last request ends (0: unload at once; negative: never); a request with another ``num_ctx``
+  (``request_num_ctx``) needs its model's runner unloaded and loaded again (ollama #4541);
 * 0.1.33-0.11.4: no fast path: every request goes through the pending queue (and its 503 cap) and
   the one loop, so requests for loaded models wait behind an eviction (head-of-line blocking,
   ollama #5724); a load runs beside the loop, but a request for the loading model blocks the loop
@@ -54,10 +55,12 @@ from sim.servers.base import INF, IterationServer
 from sim.servers.slots import SlotScheduler
 
 __all__ = ["ModelRunner", "MultiModelServer", "load_gb_s", "max_loaded", "model_of_requests", "read_gb_s",
-           "resolve_models", "scheduler_notes", "simulate_models"]
+           "resolve_models", "runner_of_requests", "scheduler_notes", "simulate_models"]
 
 MODEL_STREAM = 20
 """Seed stream of the draw of each request's model (independent of the workload's draws)."""
+OPTIONS_STREAM = 21
+"""Seed stream of the draw of each request's num_ctx among its model's ``request_num_ctx``."""
 FAST_PATH = (0, 11, 5)
 """First Ollama with the fast path for loaded models and loads inside the loop (commit d5a0d8d)."""
 SCHEDULER = (0, 1, 33)
@@ -98,6 +101,8 @@ class ModelRunner:
     """(llama-swap) requests that joined the swap to this model while it starts."""
     predicted_bytes: float = 0.0
     """(Ollama >= 0.30) the size Ollama predicts before loading it beside others (§2.3)."""
+    options: str = ""
+    """The runner options that set it apart from the model's other runners (``num_ctx=8192``)."""
 
 
 class _Feed:
@@ -125,17 +130,31 @@ def model_of_requests(weights: list[float], count: int, seed: int) -> np.ndarray
     return rng.choice(len(w), size=count, p=w / w.sum())
 
 
+def runner_of_requests(spec: OllamaSpec, count: int, seed: int) -> np.ndarray:
+    """Index (into :func:`resolve_models`' runners) of the runner each request needs: its model,
+    then, for a model with several ``request_num_ctx``, one of them (uniformly)."""
+    assert spec.models is not None
+    models = model_of_requests([m.weight for m in spec.models], count, seed)
+    variants = np.array([len(m.request_num_ctx or [0]) for m in spec.models])
+    if variants.max() == 1:
+        return models
+    first = np.concatenate([[0], np.cumsum(variants)[:-1]])
+    pick = (np.random.default_rng([seed, OPTIONS_STREAM]).random(count) * variants[models]).astype(int)
+    return first[models] + pick
+
+
 def resolve_models(spec: OllamaSpec, hardware: HardwareSpec) -> list[ModelRunner]:
     """Each model of ``spec`` as a one-model Ollama server (raises EngineError naming the model)."""
     assert spec.models is not None
     runners = []
-    for entry in spec.models:
+    for entry, ctx_value in ((e, c) for e in spec.models for c in e.request_num_ctx or [None]):
         try:
             model = get_model(entry.model)
         except CatalogError as err:
             raise EngineError(f"server {spec.label!r}: models: {err}") from None
+        options = {} if ctx_value is None else {"num_ctx": ctx_value}
         one = spec.model_copy(update={"models": None, "name": f"{spec.label}:{entry.model}", "load_time_s": 0.0,
-                                      "keep_alive_s": math.inf, "cold_start": False})
+                                      "keep_alive_s": math.inf, "cold_start": False, **options})
         resolved = resolve_server(one, model, hardware)
         fmt = _format_for(one, "ollama")
         ctx = int(resolved.notes["num_parallel"]) * int(resolved.notes["num_ctx"])  # type: ignore[call-overload]
@@ -146,6 +165,7 @@ def resolve_models(spec: OllamaSpec, hardware: HardwareSpec) -> list[ModelRunner
             spec.startup_s + model.weight_bytes(fmt) / (load_gb_s(spec) * 1e9), INF if keep < 0 else keep,
             predicted_bytes=predicted_bytes(model.weight_bytes(fmt), model.num_layers, model.num_kv_heads,
                                             model.head_dim, ctx, spec.num_batch),
+            options="" if ctx_value is None else f"num_ctx={ctx_value}",
         ))
     return runners
 
@@ -297,6 +317,11 @@ class MultiModelServer:
     def _used(self) -> float:
         return sum(r.vram_bytes for r in self.runners if r.loaded or r.loading)
 
+    def _sibling(self, runner: ModelRunner) -> ModelRunner | None:
+        """The model's runner with other options, loaded or loading (needs_reload: it goes first)."""
+        return next((r for r in self.runners if r.model == runner.model and r is not runner
+                     and (r.loaded or r.loading)), None)
+
     def _fits(self, runner: ModelRunner) -> bool:
         """Whether ``runner`` may load beside the loaded ones: fully by the estimate; from 0.30, its
         prediction within 80 % of the free VRAM."""
@@ -323,6 +348,10 @@ class MultiModelServer:
             if runner.loaded:
                 self.pending.popleft()
                 self._dispatch(runner, request)
+                continue
+            other = self._sibling(runner)
+            if other is not None:  # the model runs with other options: unload it, then load these
+                yield from self._evict([other])
                 continue
             loaded = [r for r in self.runners if r.loaded]
             if len(loaded) < self.max_loaded and (not loaded or self._fits(runner)):
@@ -365,6 +394,10 @@ class MultiModelServer:
             if runner.loaded:
                 self.pending.popleft()
                 self._dispatch(runner, request)
+                continue
+            other = self._sibling(runner)
+            if other is not None:  # other options: waits out that load and its requests, unloads it
+                yield from self._evict([other])
                 continue
             held = [r for r in self.runners if r.loaded or r.loading]
             loading = any(r.loading for r in held)
@@ -433,8 +466,9 @@ class MultiModelServer:
         ids = np.arange(recorder.num_arrived)
         out = {}
         end = end_times(recorder)
-        for k, runner in enumerate(self.runners):
-            mine = ids[self.model_of[ids] == k]
+        for name in dict.fromkeys(r.model for r in self.runners):  # a model's runners by options, together
+            group = [r for r in self.runners if r.model == name]
+            mine = ids[np.isin(self.model_of[ids], [k for k, r in enumerate(self.runners) if r.model == name])]
             ok = mine[recorder.status[mine] == Status.COMPLETED]
             ttft = (recorder.first_token_s[ok] - recorder.arrival_s[ok]) * 1e3
             e2e = (end[ok] - recorder.arrival_s[ok]) * 1e3
@@ -442,15 +476,16 @@ class MultiModelServer:
             def pct(x: np.ndarray, q: float) -> float:
                 return float(np.percentile(x, q)) if x.size else float("nan")
 
-            out[runner.model] = {
+            out[name] = {
                 "requests": int(mine.size), "completed": int(ok.size),
                 "rejected": int(np.sum(recorder.status[mine] == Status.REJECTED)),
                 "output_throughput": float(recorder.generated[ok].sum() / duration_s) if duration_s > 0 else 0.0,
                 "ttft_p50_ms": pct(ttft, 50), "ttft_p99_ms": pct(ttft, 99),
                 "e2el_p50_ms": pct(e2e, 50), "e2el_p99_ms": pct(e2e, 99),
-                "loads": runner.loads, "evictions": runner.evictions, "expiries": runner.expiries,
-                "load_time_s": runner.load_time_s, "load_s_each": runner.load_s,
-                "waited_for_load": runner.waited_for_load / mine.size if mine.size else 0.0,
+                "loads": sum(r.loads for r in group), "evictions": sum(r.evictions for r in group),
+                "expiries": sum(r.expiries for r in group), "load_time_s": sum(r.load_time_s for r in group),
+                "load_s_each": group[0].load_s,
+                "waited_for_load": sum(r.waited_for_load for r in group) / mine.size if mine.size else 0.0,
             }
         return out
 
@@ -461,7 +496,7 @@ def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workl
     runners = resolve_models(spec, hardware)
     env = simpy.Environment()
     recorder = Recorder(max(workload_size, 1))
-    server = MultiModelServer(spec, runners, hardware, model_of_requests([m.weight for m in spec.models or []], max(workload_size, 1), seed))
+    server = MultiModelServer(spec, runners, hardware, runner_of_requests(spec, max(workload_size, 1), seed))
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

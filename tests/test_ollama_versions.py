@@ -6,7 +6,7 @@ ollama #5724) and can meet the 503 cap, which it never does from 0.11.5; a secon
 while one runs starts at a 250 ms retry; 0.30 evicts when its prediction exceeds 80 % of the free
 VRAM, for a pair the legacy estimate lets share the card; the resident limit and the queue cap
 take their defaults by version; up to 0.1.32 one mutex serves one request at a time and swaps
-models even when they would fit together.
+models even when they would fit together; a request with another num_ctx reloads its model.
 """
 
 from __future__ import annotations
@@ -14,15 +14,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import simpy
+from pydantic import ValidationError
 
 from sim.catalog import get_hardware, get_model
 from sim.engines import CUDA_CONTEXT_BYTES
 from sim.engines.slots import ollama_max_queue
 from sim.metrics import end_times
-from sim.multimodel import REQUEUE_S, MultiModelServer, max_loaded, resolve_models
+from sim.multimodel import (
+    REQUEUE_S,
+    MultiModelServer,
+    max_loaded,
+    resolve_models,
+    runner_of_requests,
+)
 from sim.recorder import Recorder
 from sim.requests import Status
+from sim.scenario import parse_scenario
 from sim.scenario.servers import OllamaSpec
+from sim.simulation import run_server
 from sim.workload import make_client
 from sim.workload.table import Workload
 
@@ -191,3 +200,61 @@ def test_up_to_0_1_32_one_mutex_serves_one_request_at_a_time() -> None:
     end = end_times(rec)
     assert np.all(rec.first_token_s[1:] >= end[:-1])  # in arrival order, each after the one before ends
     assert sum(r.loads for r in server.runners) == n and sum(r.evictions for r in server.runners) == n - 1
+
+
+def _contexts(version: str, ctx: list[int], which: list[int]) -> tuple[MultiModelServer, Recorder]:
+    """One model whose clients send ``ctx`` values; request i needs runner ``which[i]``, 30 s apart."""
+    spec = OllamaSpec(name="o", version=version, frontend=NO_FRONT,
+                      models=[{"model": SMALL, "weight": 1.0, "keep_alive_s": -1, "request_num_ctx": ctx}])
+    n = len(which)
+    workload = Workload(np.full(n, 100), np.full(n, 20), 30.0 * np.arange(n))
+    server = MultiModelServer(spec, resolve_models(spec, HW), HW, np.array(which))
+    env = simpy.Environment()
+    recorder = Recorder(n)
+    server.start(env, make_client(workload, n), recorder)
+    env.run()
+    recorder.trim()
+    return server, recorder
+
+
+@pytest.mark.parametrize("version", ["0.1.32", "0.11.4", "0.12.0", "0.30.0"])
+def test_a_different_num_ctx_reloads_the_model_and_the_same_does_not(version: str) -> None:
+    """T8 (ollama #4541): requests alternating between two num_ctx reload the model every time;
+    requests with one value load it once."""
+    n = 8
+    server, rec = _contexts(version, [2048, 8192], [k % 2 for k in range(n)])
+    assert [r.options for r in server.runners] == ["num_ctx=2048", "num_ctx=8192"]
+    assert sum(r.loads for r in server.runners) == n and sum(r.evictions for r in server.runners) == n - 1
+    assert np.all(rec.status == Status.COMPLETED)
+    server, _ = _contexts(version, [2048, 8192], [1] * n)
+    assert [r.loads for r in server.runners] == [0, 1]
+
+
+def test_one_num_ctx_equal_to_the_servers_changes_nothing() -> None:
+    """request_num_ctx [the server's num_ctx] is the server without it: same runner, same draws, same run."""
+    base = {"name": "o", "engine": "ollama", "version": "0.12.0", "frontend": NO_FRONT}
+    mix = [{"model": SMALL, "weight": 0.7}, {"model": MID, "weight": 0.3}]
+    runs = []
+    for ctx in (None, [4096]):
+        models = [{**m, "request_num_ctx": ctx} if ctx and m["model"] == SMALL else m for m in mix]
+        sc = parse_scenario({"name": "c", "seed": 5, "model": SMALL, "hardware": "rtx-4090",
+                             "workload": {"arrival": {"kind": "poisson", "rate_per_s": 0.5},
+                                          "prompt_tokens": {"kind": "fixed", "value": 200},
+                                          "output_tokens": {"kind": "fixed", "value": 40}, "num_requests": 60},
+                             "servers": [{**base, "models": models}]})
+        runs.append(run_server(sc, 0))
+    assert runs[0].notes["models"] == runs[1].notes["models"]
+    np.testing.assert_array_equal(runs[0].recorder.first_token_s, runs[1].recorder.first_token_s)
+
+
+def test_the_num_ctx_draw_keeps_each_requests_model() -> None:
+    """Adding request_num_ctx values to a model leaves every request's model as drawn before."""
+    plain = OllamaSpec(models=[{"model": SMALL, "weight": 0.6}, {"model": MID, "weight": 0.4}])
+    mixed = OllamaSpec(models=[{"model": SMALL, "weight": 0.6, "request_num_ctx": [2048, 4096, 8192]},
+                               {"model": MID, "weight": 0.4}])
+    a, b = runner_of_requests(plain, 500, 9), runner_of_requests(mixed, 500, 9)
+    runners = resolve_models(mixed, HW)
+    assert np.array_equal(np.array([runners[k].model for k in b]), np.array([plain.models[k].model for k in a]))
+    assert set(b[a == 0]) == {0, 1, 2} and set(b[a == 1]) == {3}
+    with pytest.raises(ValidationError, match="request_num_ctx"):
+        OllamaSpec(models=[{"model": SMALL, "weight": 1.0, "request_num_ctx": [4096, 4096]}])
