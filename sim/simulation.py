@@ -17,7 +17,7 @@ from sim.frontend import wrap_client
 from sim.limits import check_size
 from sim.llamaswap import resolve_swap_models, simulate_swap, swap_results
 from sim.metrics import summarize
-from sim.multimodel import load_gb_s, read_gb_s, resolve_models, simulate_models
+from sim.multimodel import load_gb_s, read_gb_s, resolve_models, scheduler_notes, simulate_models
 from sim.recorder import Recorder
 from sim.requests import Status
 from sim.scenario import LlamaCppSpec, OllamaSpec, Scenario, ScenarioError, is_fleet, with_override
@@ -170,7 +170,7 @@ def _run_models(scenario: Scenario, spec: OllamaSpec, first: ResolvedServer, wor
     metrics |= {"loads": sum(r.loads for r in runners), "evictions": sum(r.evictions for r in runners),
                 "load_time_s": sum(r.load_time_s for r in runners)}
     notes = {**first.notes, "weight_format": first.weight_format, "models": per_model,
-             "max_loaded_models": spec.max_loaded_models or 3 * resolve_hardware(scenario.hardware).count,
+             **scheduler_notes(spec, resolve_hardware(scenario.hardware)),
              "load": f"start-up {spec.startup_s} s + bytes / {load_gb_s(spec):g} GB/s ({spec.storage}, loader cap "
                       f"{spec.load_cap_gb_s:g} GB/s); VRAM recovery {spec.vram_recovery_s} s"}
     return PointResult(spec.label, "ollama", sweep, metrics, recorder, notes)

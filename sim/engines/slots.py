@@ -53,6 +53,15 @@ def _ollama_defaults(spec: OllamaSpec, kv_per_token: float, free_bytes: float) -
     return (auto if fits else 1), num_ctx, f"auto {auto}->{'fits' if fits else 'falls back to 1'} ({spec.version})"
 
 
+def ollama_max_queue(spec: OllamaSpec) -> int:
+    """OLLAMA_MAX_QUEUE by version (LOCAL_SERVERS.md §1.1): none up to 0.1.32 (one global mutex, no
+    scheduler queue), 10 hard-coded in 0.1.33, 512 (the env default) from 0.1.34; set: as set."""
+    if spec.max_queue is not None:
+        return spec.max_queue
+    v = _version(spec.version)
+    return 1 << 62 if v < (0, 1, 33) else 10 if v < (0, 1, 34) else 512
+
+
 def _ollama_fixes(parallel: int, num_ctx: int, kv: float, free: float) -> list[str]:
     """Valid num_ctx / num_parallel values that fit the KV in ``free`` bytes."""
     fixes = []
@@ -72,7 +81,7 @@ def _ollama_policy(spec: OllamaSpec, parallel: int, num_ctx: int) -> tuple[SlotP
         prompt_budget=spec.num_batch,
         budget_mode=modes[runner],
         context_shift=True,
-        max_queue=spec.max_queue,
+        max_queue=ollama_max_queue(spec),
         load_time_s=spec.load_time_s,
         keep_alive_s=spec.keep_alive_s,
         cold_start=spec.cold_start,

@@ -20,6 +20,17 @@ class OllamaModelSpec(Spec):
     keep_alive_s: float | None = None
     """keep_alive the requests for this model set: idle seconds before unloading (negative:
     forever, 0: unload when idle; default: the server's keep_alive_s)."""
+    request_num_ctx: list[int] | None = Field(default=None, min_length=1)
+    """num_ctx values this model's clients send, one drawn per request (uniformly, from the seed):
+    a request whose value differs from the loaded runner's reloads the model (ollama #4541);
+    unset: the server's num_ctx for every request."""
+
+    @model_validator(mode="after")
+    def _contexts(self) -> Self:
+        ctx = self.request_num_ctx or []
+        if any(c < 16 for c in ctx) or len(set(ctx)) < len(ctx):
+            raise ValueError(f"request_num_ctx: {ctx} must list distinct values >= 16; e.g. [4096, 8192]")
+        return self
 
 
 class SwapModelSpec(Spec):

@@ -68,8 +68,9 @@ class OllamaSpec(ServerCommon):
     """llamarunner: num_batch per prompting slot; ollamarunner: num_batch shared by all slots;
     llama-server: n_batch = num_batch with decode tokens first (default: llama-server from 0.30,
     llamarunner before)."""
-    max_queue: int = Field(ge=1, default=512)
-    """OLLAMA_MAX_QUEUE: requests held while a model loads before HTTP 503."""
+    max_queue: int | None = Field(ge=1, default=None)
+    """OLLAMA_MAX_QUEUE: requests held while a model loads before HTTP 503 (default by version: none
+    up to 0.1.32, a single mutex; 10 hard-coded in 0.1.33; 512 from 0.1.34)."""
     keep_alive_s: float = Field(ge=0, default=300.0)
     """Idle seconds before the model is unloaded."""
     load_time_s: float = Field(ge=0, default=0.0)
@@ -80,9 +81,11 @@ class OllamaSpec(ServerCommon):
     """OLLAMA_SCHED_SPREAD: always spread the model across all GPUs (default: the fewest that fit)."""
     models: list[OllamaModelSpec] | None = None
     """Several models on this server: requests name one (drawn by weight from the seed); the
-    scheduler loads, keeps and evicts them by version (docs/local_servers.md). Unset: the scenario's model."""
+    scheduler loads, keeps and evicts them by version (docs/local_servers.md: one global mutex up to
+    0.1.32, one scheduler loop for every request up to 0.11.4, a fast path for loaded models from
+    0.11.5, the 80 % rule from 0.30). Unset: the scenario's model."""
     max_loaded_models: int | None = Field(ge=1, default=None)
-    """OLLAMA_MAX_LOADED_MODELS (default 3 x GPUs)."""
+    """OLLAMA_MAX_LOADED_MODELS (default by version: 1 up to 0.1.48, 3 x GPUs from 0.2.0)."""
     storage: str = "nvme-pcie4"
     """The disk the models load from (``sim/catalog/storage.yaml``: hdd-7200, sata-ssd, nvme-pcie3/4/5)."""
     load_cap_gb_s: float = Field(gt=0, default=3.0)
