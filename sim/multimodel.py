@@ -228,7 +228,6 @@ class MultiModelServer:
         self.mutex, self.fast_path, self.fit_80 = v < SCHEDULER, v >= FAST_PATH, v >= FIT_80
         self.fast = False  # runners step pass by pass: a request dispatched mid-run joins at the next pass
         self.pending: deque[Request] = deque()
-        self.last_end_s = 0.0
 
     # the run --------------------------------------------------------------------------------
     def start(self, env: simpy.Environment, client: Any, recorder: Recorder) -> None:
@@ -290,7 +289,16 @@ class MultiModelServer:
             runner.process = runner.server.start(self.env, _Feed(self, runner), self.recorder)
 
     def on_finish(self, runner: ModelRunner, request: Request, now: float) -> None:
-        self.last_end_s = now  # a runner may report an end ahead of env.now (it keeps its clock locally)
+        if now > self.env.now:  # a runner with nothing else to wait for keeps its clock ahead:
+            self.env.process(self._finish_at(runner, request, now))  # act at the end it reports
+            return
+        self._finish(runner, request, now)
+
+    def _finish_at(self, runner: ModelRunner, request: Request, now: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(now - self.env.now)
+        self._finish(runner, request, now)
+
+    def _finish(self, runner: ModelRunner, request: Request, now: float) -> None:
         runner.ref -= 1
         self.client.on_done(request, now)
         self._poke_arrivals()
@@ -443,8 +451,6 @@ class MultiModelServer:
             self._dispatch(runner, request)
             while runner.ref > 0:  # the mutex is held until the request ends
                 yield self._wait()
-            if self.last_end_s > self.env.now:
-                yield self.env.timeout(self.last_end_s - self.env.now)
 
     def _load(self, runner: ModelRunner) -> Generator[simpy.Event, Any, None]:
         runner.loading = True

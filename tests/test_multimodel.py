@@ -158,3 +158,32 @@ def test_load_time_is_start_up_plus_bytes_over_the_slower_of_disk_and_loader() -
     assert resolve_models(hdd, HW)[0].load_s == pytest.approx(hdd.startup_s + bytes_ / 0.16e9)
     with pytest.raises(EngineError, match="storage 'floppy' is not in the catalog; use one of hdd-7200"):
         resolve_models(hdd.model_copy(update={"storage": "floppy"}), HW)
+
+
+@pytest.mark.parametrize("version", ["0.11.4", "0.12.0"])
+def test_the_keep_alive_timer_starts_at_the_requests_end(version: str) -> None:
+    """A runner with nothing else to wait for reports a request's end ahead of the clock; the
+    keep_alive timer still starts at that end: a request 10 ms before it runs out finds the model
+    loaded, one 10 ms after pays a second load."""
+    from sim.metrics import end_times
+    from sim.workload.table import Workload
+
+    keep = 30.0
+
+    def run(arrivals: list[float]) -> tuple[MultiModelServer, Recorder]:
+        spec = OllamaSpec(name="o", version=version, frontend=NO_FRONT,
+                          models=[{"model": "llama-3.1-8b", "weight": 1.0, "keep_alive_s": keep}])
+        n = len(arrivals)
+        workload = Workload(np.full(n, 100), np.full(n, 50), np.array(arrivals))
+        server = MultiModelServer(spec, resolve_models(spec, HW), HW, np.zeros(n, dtype=int))
+        env = simpy.Environment()
+        recorder = Recorder(n)
+        server.start(env, make_client(workload, n), recorder)
+        env.run()
+        recorder.trim()
+        return server, recorder
+
+    _, alone = run([0.0])
+    end = float(end_times(alone)[0])
+    assert run([0.0, end + keep - 0.01])[0].runners[0].loads == 1
+    assert run([0.0, end + keep + 0.01])[0].runners[0].loads == 2
