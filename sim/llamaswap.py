@@ -4,8 +4,8 @@ Which processes may run together is :mod:`sim.llamaswap_groups`' (groups, with t
 ``(default)`` group of one process at a time, or the matrix): starting a model stops the running
 models it names (its victims). Each model's process is today's llama.cpp server (its preset
 resolved on that model), fed by the proxy below; the runner machinery is :mod:`sim.multimodel`'s.
-Processes that run together each run at their own single-model speed (their contention for the
-GPU is not modelled), and starts happen one after another (llama-swap may start two processes
+Processes that run together share the GPU's time (:mod:`sim.gpushare`), and starts happen one
+after another (llama-swap may start two processes
 that evict nothing in parallel; they would share the disk).
 
 * A swap stops its victims once their in-flight requests have ended, starts the target and
@@ -40,14 +40,14 @@ from sim.catalog import HardwareSpec, get_model
 from sim.catalog.base import CatalogError
 from sim.engines import CUDA_CONTEXT_BYTES, EngineError, ResolvedServer, resolve_server
 from sim.engines.base import GIB, _format_for, _kv_bytes
+from sim.gpushare import GpuShare
 from sim.llamaswap_groups import Placement, check_vram, placement_of
 from sim.metrics import end_times
 from sim.multimodel import ModelRunner, MultiModelServer, model_of_requests, read_gb_s
 from sim.recorder import Recorder
 from sim.requests import Request, Status
 from sim.scenario import LlamaCppSpec
-from sim.servers.base import INF, IterationServer
-from sim.servers.slots import SlotScheduler
+from sim.servers.base import INF
 
 __all__ = ["FIFO_ROUTER_VERSION", "LlamaSwapServer", "Placement", "placement_of", "ready_after", "resolve_swap_models",
            "simulate_swap", "swap_results"]
@@ -113,6 +113,7 @@ class LlamaSwapServer(MultiModelServer):
         self.swap = spec.llama_swap
         self.router = _release(self.swap.version) >= FIFO_ROUTER_VERSION
         self.runners, self.model_of, self.fast = runners, model_of, False
+        self.gpu = GpuShare()  # processes running together share the GPU's time (sim.gpushare)
         self.placement = placement if placement is not None else placement_of(self.swap)
         self.index = {id(r): k for k, r in enumerate(runners)}
         self.pending: deque[Request] = deque()
@@ -216,9 +217,7 @@ class LlamaSwapServer(MultiModelServer):
         runner.loads += 1
         yield self.env.timeout(runner.load_s)
         runner.load_time_s += runner.load_s
-        r = runner.resolved
-        assert r.policy is not None and r.cost is not None
-        runner.server = IterationServer(SlotScheduler(r.policy), r.cost, fast=False)  # type: ignore[arg-type]
+        runner.server = self._new_server(runner)
         runner.process = None
         runner.loading = False
         runner.loaded = True

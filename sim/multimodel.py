@@ -24,8 +24,8 @@ scheduler. The scheduler follows §1.3, by ``version``:
 * up to 0.1.32: no scheduler: one global mutex held for each whole request, in arrival order; a
   request for another model unloads the loaded one and loads its own.
 
-Runners share the GPU's time in life; here each runs at its own single-model speed (GPU
-contention between resident runners is not modelled).
+Resident runners share the GPU's time: while k of them compute, each pass takes k times its
+single-model time (:mod:`sim.gpushare`).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from sim.catalog.base import CatalogError
 from sim.engines import CUDA_CONTEXT_BYTES, EngineError, ResolvedServer, resolve_server
 from sim.engines.base import _format_for, _kv_bytes, _version
 from sim.engines.slots import ollama_max_queue
+from sim.gpushare import GpuShare, SharedStepCost
 from sim.metrics import end_times
 from sim.recorder import Recorder
 from sim.requests import Request, Status
@@ -120,7 +121,7 @@ class _Feed:
         return out
 
     def on_done(self, request: Request, now: float) -> None:
-        self.owner.on_finish(self.runner, request, now)
+        self.owner.ended(self.runner, request, now)
 
 
 def model_of_requests(weights: list[float], count: int, seed: int) -> np.ndarray:
@@ -227,6 +228,7 @@ class MultiModelServer:
         v = _version(spec.version)
         self.mutex, self.fast_path, self.fit_80 = v < SCHEDULER, v >= FAST_PATH, v >= FIT_80
         self.fast = False  # runners step pass by pass: a request dispatched mid-run joins at the next pass
+        self.gpu = GpuShare()  # resident runners share the GPU's time (sim.gpushare)
         self.pending: deque[Request] = deque()
 
     # the run --------------------------------------------------------------------------------
@@ -280,7 +282,21 @@ class MultiModelServer:
     def _dispatch(self, runner: ModelRunner, request: Request) -> None:
         runner.ref += 1
         runner.timer += 1  # stops the keep-alive timer
+        self._sync_gpu(runner)
         self._feed(runner, request)
+
+    def _new_server(self, runner: ModelRunner) -> IterationServer:
+        """A freshly loaded runner's server: its slots, priced on the GPU it shares (sim.gpushare)."""
+        r = runner.resolved
+        assert r.policy is not None and r.cost is not None
+        server = IterationServer(SlotScheduler(r.policy), SharedStepCost(r.cost, self.gpu),  # type: ignore[arg-type]
+                                 fast=self.fast)
+        self.gpu.attach(self.runners.index(runner), server)
+        return server
+
+    def _sync_gpu(self, runner: ModelRunner) -> None:
+        """Tell the GPU share whether ``runner`` computes now (loaded, with requests in flight)."""
+        self.gpu.set_busy(self.runners.index(runner), runner.loaded and runner.ref > 0, self.env.now)
 
     def _feed(self, runner: ModelRunner, request: Request) -> None:
         runner.feed.append(request)
@@ -288,18 +304,22 @@ class MultiModelServer:
             assert runner.server is not None
             runner.process = runner.server.start(self.env, _Feed(self, runner), self.recorder)
 
-    def on_finish(self, runner: ModelRunner, request: Request, now: float) -> None:
-        if now > self.env.now:  # a runner with nothing else to wait for keeps its clock ahead:
-            self.env.process(self._finish_at(runner, request, now))  # act at the end it reports
+    def ended(self, runner: ModelRunner, request: Request, now: float) -> None:
+        """A runner reports a request's end: :meth:`on_finish` runs at that time (a runner with
+        nothing else to wait for keeps its clock ahead of the environment's)."""
+        if now > self.env.now:
+            self.env.process(self._finish_at(runner, request, now))
             return
-        self._finish(runner, request, now)
+        self.on_finish(runner, request, now)
 
     def _finish_at(self, runner: ModelRunner, request: Request, now: float) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(now - self.env.now)
-        self._finish(runner, request, now)
+        self.on_finish(runner, request, now)
 
-    def _finish(self, runner: ModelRunner, request: Request, now: float) -> None:
+    def on_finish(self, runner: ModelRunner, request: Request, now: float) -> None:
+        """A request of ``runner`` ended at ``now`` (= the environment's time)."""
         runner.ref -= 1
+        self._sync_gpu(runner)
         self.client.on_done(request, now)
         self._poke_arrivals()
         if runner.ref == 0:
@@ -321,6 +341,7 @@ class MultiModelServer:
     def _unload(self, runner: ModelRunner) -> None:
         runner.loaded = False
         runner.server = None
+        self.gpu.detach(self.runners.index(runner), self.env.now)
 
     def _used(self) -> float:
         return sum(r.vram_bytes for r in self.runners if r.loaded or r.loading)
@@ -457,12 +478,11 @@ class MultiModelServer:
         runner.loads += 1
         yield self.env.timeout(runner.load_s)
         runner.load_time_s += runner.load_s
-        r = runner.resolved
-        assert r.policy is not None and r.cost is not None
-        runner.server = IterationServer(SlotScheduler(r.policy), r.cost, fast=self.fast)  # type: ignore[arg-type]
+        runner.server = self._new_server(runner)
         runner.process = None
         runner.loading = False
         runner.loaded = True
+        self._sync_gpu(runner)
         runner.timer += 1  # the request at the head of the queue is dispatched next
 
     # results --------------------------------------------------------------------------------
@@ -497,8 +517,9 @@ class MultiModelServer:
 
 
 def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workload_size: int,
-                    seed: int) -> tuple[Recorder, dict[str, dict[str, float]], list[ModelRunner]]:
-    """Replay ``client``'s requests through a multi-model Ollama server; its records, per-model results."""
+                    seed: int) -> tuple[Recorder, dict[str, dict[str, float]], MultiModelServer]:
+    """Replay ``client``'s requests through a multi-model Ollama server; its records, per-model results
+    and the server (its runners, its GPU share)."""
     runners = resolve_models(spec, hardware)
     env = simpy.Environment()
     recorder = Recorder(max(workload_size, 1))
@@ -507,4 +528,4 @@ def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workl
     env.run()
     recorder.trim()
     duration = float(np.nanmax(end_times(recorder))) if recorder.num_arrived else 0.0
-    return recorder, server.per_model(recorder, duration), runners
+    return recorder, server.per_model(recorder, duration), server

@@ -163,13 +163,15 @@ def _run_models(scenario: Scenario, spec: OllamaSpec, first: ResolvedServer, wor
     """A multi-model Ollama server (sim.multimodel): overall metrics, per-model results in the notes."""
     w = scenario.workload
     client = wrap_client(make_client(workload, w.num_requests, w.duration_s if w.duration_s else INF), first.frontend)
-    recorder, per_model, runners = simulate_models(spec, resolve_hardware(scenario.hardware), client, len(workload),
+    recorder, per_model, server = simulate_models(spec, resolve_hardware(scenario.hardware), client, len(workload),
                                                    scenario.seed)
     slo = scenario.slo.model_dump() if scenario.slo else None
     metrics = summarize(recorder, _warmup(scenario, recorder.num_arrived), slo)
+    runners = server.runners
     metrics |= {"loads": sum(r.loads for r in runners), "evictions": sum(r.evictions for r in runners),
                 "load_time_s": sum(r.load_time_s for r in runners)}
     notes = {**first.notes, "weight_format": first.weight_format, "models": per_model,
+             "gpu_shared_s": server.gpu.busy_time_s,
              **scheduler_notes(spec, resolve_hardware(scenario.hardware)),
              "load": f"start-up {spec.startup_s} s + bytes / {load_gb_s(spec):g} GB/s ({spec.storage}, loader cap "
                       f"{spec.load_cap_gb_s:g} GB/s); VRAM recovery {spec.vram_recovery_s} s"}
@@ -189,6 +191,7 @@ def _run_swap(scenario: Scenario, spec: LlamaCppSpec, first: ResolvedServer, wor
                 "load_time_s": sum(r.load_time_s for r in server.runners), "swaps": server.swaps}
     swap = spec.llama_swap
     notes = {**first.notes, "weight_format": first.weight_format, "models": swap_results(server, recorder),
+             "gpu_shared_s": server.gpu.busy_time_s,
              "load": f"llama-swap {swap.version} ({'FIFO router' if server.router else 'ProcessGroup'}): start-up "
                      f"{swap.startup_s} s + bytes / {read_gb_s(spec.label, swap.storage, swap.load_cap_gb_s):g} GB/s "
                      f"({swap.storage}), ready at the next health poll; {server.placement.describe()}"}

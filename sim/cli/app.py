@@ -148,7 +148,9 @@ def model_lines(rows: list[dict[str, Any]]) -> list[str]:
         if not models:
             continue
         point = " ".join(f"{k}={v}" for k, v in row["sweep"].items())
-        lines.append(f"models of {row['server']} {point} ({row['notes'].get('load')}):")
+        shared = row["notes"].get("gpu_shared_s")
+        share = f"; GPU time-shared by 2+ models for {shared:.0f} s" if shared else ""
+        lines.append(f"models of {row['server']} {point} ({row['notes'].get('load')}{share}):")
         for name, m in models.items():
             lines.append(
                 f"  {name}: {m['requests']} requests, {m['output_throughput']:.1f} out tok/s, {m['loads']} loads "
