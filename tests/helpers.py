@@ -66,3 +66,19 @@ def assert_matches_theory(samples: Sequence[float], expected: float, *, z: float
     assert abs(mean - expected) <= slack, (
         f"simulated {mean:.4g} vs theory {expected:.4g} (allowed ±{slack:.2g}, n={len(samples)})"
     )
+
+
+def drive(server: Any, workload: Any, num_requests: int | None = None) -> Any:
+    """Run a multi-model server (``sim.multimodel`` / ``sim.llamaswap``) over ``workload`` from t = 0;
+    its trimmed recorder."""
+    import simpy
+
+    from sim.recorder import Recorder
+    from sim.workload import make_client
+
+    env = simpy.Environment()
+    recorder = Recorder(max(len(workload), 1))
+    server.start(env, make_client(workload, num_requests if num_requests is not None else len(workload)), recorder)
+    env.run()
+    recorder.trim()
+    return recorder

@@ -25,6 +25,7 @@ from sim.scenario.servers import OllamaSpec
 from sim.servers.base import IterationServer
 from sim.servers.slots import SlotScheduler
 from sim.workload import generate_workload, make_client
+from tests.helpers import drive
 
 HW = get_hardware("rtx-4090")
 NO_FRONT = {"request_s": 0.0, "token_s": 0.0, "step_s": 0.0}
@@ -117,12 +118,7 @@ def _box(models: list[str], model_of: np.ndarray, users: int, n: int) -> tuple[M
                       models=[{"model": m, "weight": 1 / len(models), "keep_alive_s": -1} for m in models])
     workload = _workload(40, n=n, users=users)
     server = MultiModelServer(spec, resolve_models(spec, HW), HW, model_of)
-    env = simpy.Environment()
-    recorder = Recorder(len(workload))
-    server.start(env, make_client(workload, n), recorder)
-    env.run()
-    recorder.trim()
-    return server, recorder
+    return server, drive(server, workload, n)
 
 
 def test_resident_models_used_together_slow_each_other_used_apart_do_not() -> None:

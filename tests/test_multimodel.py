@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import pytest
-import simpy
 from pydantic import ValidationError
 
 from sim.catalog import get_hardware, get_model
@@ -25,7 +24,8 @@ from sim.requests import Status
 from sim.scenario import parse_scenario
 from sim.scenario.servers import OllamaSpec
 from sim.simulation import run_server
-from sim.workload import generate_workload, make_client
+from sim.workload import generate_workload
+from tests.helpers import drive
 
 HW = get_hardware("rtx-4090")
 NO_FRONT = {"request_s": 0.0, "token_s": 0.0, "step_s": 0.0}
@@ -65,12 +65,7 @@ def _alternating(models: list[str], n: int, keep: float = -1.0) -> tuple[MultiMo
     workload = generate_workload(sc.workload, sc.seed, model_context_tokens=8192)
     runners = resolve_models(spec, HW)
     server = MultiModelServer(spec, runners, HW, np.arange(len(workload)) % len(models))
-    env = simpy.Environment()
-    recorder = Recorder(len(workload))
-    server.start(env, make_client(workload, n), recorder)
-    env.run()
-    recorder.trim()
-    return server, recorder
+    return server, drive(server, workload, n)
 
 
 def test_two_models_that_fit_never_evict() -> None:
@@ -176,11 +171,7 @@ def test_the_keep_alive_timer_starts_at_the_requests_end(version: str) -> None:
         n = len(arrivals)
         workload = Workload(np.full(n, 100), np.full(n, 50), np.array(arrivals))
         server = MultiModelServer(spec, resolve_models(spec, HW), HW, np.zeros(n, dtype=int))
-        env = simpy.Environment()
-        recorder = Recorder(n)
-        server.start(env, make_client(workload, n), recorder)
-        env.run()
-        recorder.trim()
+        recorder = drive(server, workload, n)
         return server, recorder
 
     _, alone = run([0.0])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import simpy
 from pydantic import ValidationError
 
 from sim.catalog import get_hardware, get_model
@@ -32,8 +31,8 @@ from sim.requests import Status
 from sim.scenario import parse_scenario
 from sim.scenario.servers import OllamaSpec
 from sim.simulation import run_server
-from sim.workload import make_client
 from sim.workload.table import Workload
+from tests.helpers import drive
 
 HW = get_hardware("rtx-4090")
 NO_FRONT = {"request_s": 0.0, "token_s": 0.0, "step_s": 0.0}
@@ -48,11 +47,7 @@ def _run(version: str, models: list[str], arrivals: list[float], which: list[int
     n = len(arrivals)
     workload = Workload(np.full(n, 100), np.full(n, 20), np.array(arrivals, dtype=float))
     server = MultiModelServer(spec, resolve_models(spec, HW), HW, np.array(which))
-    env = simpy.Environment()
-    recorder = Recorder(n)
-    server.start(env, make_client(workload, n), recorder)
-    env.run()
-    recorder.trim()
+    recorder = drive(server, workload, n)
     return server, recorder
 
 
@@ -209,11 +204,7 @@ def _contexts(version: str, ctx: list[int], which: list[int]) -> tuple[MultiMode
     n = len(which)
     workload = Workload(np.full(n, 100), np.full(n, 20), 30.0 * np.arange(n))
     server = MultiModelServer(spec, resolve_models(spec, HW), HW, np.array(which))
-    env = simpy.Environment()
-    recorder = Recorder(n)
-    server.start(env, make_client(workload, n), recorder)
-    env.run()
-    recorder.trim()
+    recorder = drive(server, workload, n)
     return server, recorder
 
 
