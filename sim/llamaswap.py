@@ -43,7 +43,14 @@ from sim.engines.base import GIB, _format_for, _kv_bytes
 from sim.gpushare import GpuShare
 from sim.llamaswap_groups import Placement, check_vram, placement_of
 from sim.metrics import end_times
-from sim.multimodel import ModelRunner, MultiModelServer, model_of_requests, read_gb_s
+from sim.multimodel import (
+    ModelRunner,
+    MultiModelServer,
+    model_of_requests,
+    page_cache,
+    read_gb_s,
+    warm_load_s,
+)
 from sim.recorder import Recorder
 from sim.requests import Request, Status
 from sim.scenario import LlamaCppSpec
@@ -98,7 +105,8 @@ def resolve_swap_models(spec: LlamaCppSpec, hardware: HardwareSpec) -> list[Mode
         load = swap.startup_s + weights / (gb_s * 1e9)
         runners.append(ModelRunner(entry.model, resolved, _vram(resolved, weights, _kv_bytes(model, one), hardware),
                                    "split" not in resolved.notes, ready_after(load, release),
-                                   entry.ttl_s if entry.ttl_s > 0 else INF))
+                                   entry.ttl_s if entry.ttl_s > 0 else INF, file_bytes=weights,
+                                   warm_load_s=ready_after(warm_load_s(swap.startup_s, weights, hardware), release)))
     check_vram(spec.label, placement_of(swap), [r.vram_bytes for r in runners], hardware.memory_bytes * hardware.count,
                hardware.id)
     return runners
@@ -108,12 +116,13 @@ class LlamaSwapServer(MultiModelServer):
     """llama-swap over its groups or matrix (see the module docstring)."""
 
     def __init__(self, spec: LlamaCppSpec, runners: list[ModelRunner], model_of: np.ndarray,
-                 placement: Placement | None = None) -> None:
+                 placement: Placement | None = None, hardware: HardwareSpec | None = None) -> None:
         assert spec.llama_swap is not None
         self.swap = spec.llama_swap
         self.router = _release(self.swap.version) >= FIFO_ROUTER_VERSION
         self.runners, self.model_of, self.fast = runners, model_of, False
         self.gpu = GpuShare()  # processes running together share the GPU's time (sim.gpushare)
+        self.cache = page_cache(self.swap.page_cache, hardware) if hardware is not None else None
         self.placement = placement if placement is not None else placement_of(self.swap)
         self.index = {id(r): k for k, r in enumerate(runners)}
         self.pending: deque[Request] = deque()
@@ -215,8 +224,9 @@ class LlamaSwapServer(MultiModelServer):
         self.swaps += 1
         runner.loading = True
         runner.loads += 1
-        yield self.env.timeout(runner.load_s)
-        runner.load_time_s += runner.load_s
+        load_s = self._load_time(runner)
+        yield self.env.timeout(load_s)
+        runner.load_time_s += load_s
         runner.server = self._new_server(runner)
         runner.process = None
         runner.loading = False
@@ -243,7 +253,7 @@ def simulate_swap(spec: LlamaCppSpec, hardware: HardwareSpec, client: Any, workl
     recorder = Recorder(max(workload_size, 1))
     if model_of is None:
         model_of = model_of_requests([m.weight for m in spec.llama_swap.models], max(workload_size, 1), seed)
-    server = LlamaSwapServer(spec, runners, model_of, placement_of(spec.llama_swap))
+    server = LlamaSwapServer(spec, runners, model_of, placement_of(spec.llama_swap), hardware)
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

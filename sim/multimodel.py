@@ -34,13 +34,10 @@ import math
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.resources import files
 from typing import Any
 
 import numpy as np
 import simpy
-import yaml
 
 from sim.catalog import HardwareSpec, get_model
 from sim.catalog.base import CatalogError
@@ -49,6 +46,7 @@ from sim.engines.base import _format_for, _kv_bytes, _version
 from sim.engines.slots import ollama_max_queue
 from sim.gpushare import GpuShare, SharedStepCost
 from sim.metrics import end_times
+from sim.pagecache import load_gb_s, page_cache, read_gb_s, warm_load_s
 from sim.recorder import Recorder
 from sim.requests import Request, Status
 from sim.scenario import OllamaSpec
@@ -104,6 +102,11 @@ class ModelRunner:
     """(Ollama >= 0.30) the size Ollama predicts before loading it beside others (§2.3)."""
     options: str = ""
     """The runner options that set it apart from the model's other runners (``num_ctx=8192``)."""
+    file_bytes: float = 0.0
+    """Bytes of the model's file (what a cold load reads from disk, through the page cache)."""
+    warm_load_s: float = -1.0
+    """Load time when the file is in the host's page cache (negative: as ``load_s``)."""
+    warm_loads: int = 0
 
 
 class _Feed:
@@ -161,12 +164,14 @@ def resolve_models(spec: OllamaSpec, hardware: HardwareSpec) -> list[ModelRunner
         ctx = int(resolved.notes["num_parallel"]) * int(resolved.notes["num_ctx"])  # type: ignore[call-overload]
         vram = model.weight_bytes(fmt) + ctx * _kv_bytes(model, one) + CUDA_CONTEXT_BYTES
         keep = spec.keep_alive_s if entry.keep_alive_s is None else entry.keep_alive_s
+        weights = model.weight_bytes(fmt)
         runners.append(ModelRunner(
             entry.model, resolved, vram, "split" not in resolved.notes,
-            spec.startup_s + model.weight_bytes(fmt) / (load_gb_s(spec) * 1e9), INF if keep < 0 else keep,
-            predicted_bytes=predicted_bytes(model.weight_bytes(fmt), model.num_layers, model.num_kv_heads,
+            spec.startup_s + weights / (load_gb_s(spec) * 1e9), INF if keep < 0 else keep,
+            predicted_bytes=predicted_bytes(weights, model.num_layers, model.num_kv_heads,
                                             model.head_dim, ctx, spec.num_batch),
             options="" if ctx_value is None else f"num_ctx={ctx_value}",
+            file_bytes=weights, warm_load_s=warm_load_s(spec.startup_s, weights, hardware),
         ))
     return runners
 
@@ -198,25 +203,6 @@ def scheduler_notes(spec: OllamaSpec, hardware: HardwareSpec) -> dict[str, objec
             "max_queue": queue if queue < 1 << 62 else "none", "scheduler": mode, "fit_rule": fit}
 
 
-@cache
-def _storage() -> dict[str, dict[str, Any]]:
-    doc: dict[str, dict[str, Any]] = yaml.safe_load(files("sim.catalog").joinpath("storage.yaml").read_text(encoding="utf-8"))
-    return doc
-
-
-def read_gb_s(label: str, storage: str, cap: float) -> float:
-    """GB/s a load reads at: the disk's read bandwidth (``sim/catalog/storage.yaml``), capped by the loader."""
-    media = _storage()
-    if storage not in media:
-        raise EngineError(f"server {label!r}: storage {storage!r} is not in the catalog; use one of {', '.join(media)}")
-    return min(float(media[storage]["read_gb_s"]), cap)
-
-
-def load_gb_s(spec: OllamaSpec) -> float:
-    """GB/s an Ollama load reads at: the disk's read bandwidth, capped by Ollama's loader."""
-    return read_gb_s(spec.label, spec.storage, spec.load_cap_gb_s)
-
-
 class MultiModelServer:
     """Ollama's scheduler over several runners (see the module docstring)."""
 
@@ -229,6 +215,7 @@ class MultiModelServer:
         self.mutex, self.fast_path, self.fit_80 = v < SCHEDULER, v >= FAST_PATH, v >= FIT_80
         self.fast = False  # runners step pass by pass: a request dispatched mid-run joins at the next pass
         self.gpu = GpuShare()  # resident runners share the GPU's time (sim.gpushare)
+        self.cache = page_cache(spec.page_cache, hardware)
         self.pending: deque[Request] = deque()
 
     # the run --------------------------------------------------------------------------------
@@ -284,6 +271,13 @@ class MultiModelServer:
         runner.timer += 1  # stops the keep-alive timer
         self._sync_gpu(runner)
         self._feed(runner, request)
+
+    def _load_time(self, runner: ModelRunner) -> float:
+        """Seconds this load of ``runner`` takes: warm when its file is in the page cache."""
+        if self.cache is not None and runner.warm_load_s >= 0 and self.cache.read(runner.model, runner.file_bytes):
+            runner.warm_loads += 1
+            return runner.warm_load_s
+        return runner.load_s
 
     def _new_server(self, runner: ModelRunner) -> IterationServer:
         """A freshly loaded runner's server: its slots, priced on the GPU it shares (sim.gpushare)."""
@@ -476,8 +470,9 @@ class MultiModelServer:
     def _load(self, runner: ModelRunner) -> Generator[simpy.Event, Any, None]:
         runner.loading = True
         runner.loads += 1
-        yield self.env.timeout(runner.load_s)
-        runner.load_time_s += runner.load_s
+        load_s = self._load_time(runner)
+        yield self.env.timeout(load_s)
+        runner.load_time_s += load_s
         runner.server = self._new_server(runner)
         runner.process = None
         runner.loading = False
@@ -510,7 +505,9 @@ class MultiModelServer:
                 "e2el_p50_ms": pct(e2e, 50), "e2el_p99_ms": pct(e2e, 99),
                 "loads": sum(r.loads for r in group), "evictions": sum(r.evictions for r in group),
                 "expiries": sum(r.expiries for r in group), "load_time_s": sum(r.load_time_s for r in group),
-                "load_s_each": group[0].load_s,
+                "load_s_each": (sum(r.load_time_s for r in group) / loads) if (loads := sum(r.loads for r in group))
+                else group[0].load_s,
+                "warm_loads": sum(r.warm_loads for r in group),
                 "waited_for_load": sum(r.waited_for_load for r in group) / mine.size if mine.size else 0.0,
             }
         return out

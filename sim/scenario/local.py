@@ -148,6 +148,9 @@ class LlamaSwapSpec(Spec):
     """Most GB/s a llama-server start reads (59 GB paged in in 15.1 s, llama.cpp #19191)."""
     startup_s: float = Field(ge=0, default=1.0)
     """Seconds to start llama-server besides reading the weights."""
+    page_cache: bool = True
+    """Model files stay in the host's page cache (LRU, the host CPU's RAM): a restart of a cached
+    model only copies its weights to the GPU; false: every start reads the disk."""
 
     @model_validator(mode="after")
     def _mix(self) -> Self:

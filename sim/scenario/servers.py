@@ -94,6 +94,10 @@ class OllamaSpec(ServerCommon):
     startup_s: float = Field(ge=0, default=1.0)
     """Seconds to start a runner besides reading its weights (warm loads of 0.6-1.1 s on an M3 Pro,
     LOCAL_SERVERS.md §4)."""
+    page_cache: bool = True
+    """Model files stay in the host's page cache (LRU, the host CPU's RAM): a reload of a cached
+    file only copies its weights to the GPU (``startup_s`` + bytes / the host link); false: every
+    load reads the disk."""
     vram_recovery_s: float = Field(ge=0, default=0.5)
     """Seconds Ollama waits after unloading for the GPU memory to come back (it polls every 250 ms,
     typically 0.5-1.5 s; the low end assumed)."""
