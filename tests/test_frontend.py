@@ -130,6 +130,46 @@ def test_resolved_roofline_carries_the_in_engine_part() -> None:
     assert fitted.frontend.token_s > 0
 
 
+
+def test_any_cost_carries_the_in_engine_part_as_a_roofline_does() -> None:
+    """The generic wrapper (tensor/pipeline parallel, MoE, expert offload, constant costs) adds
+    exactly what the roofline's own overhead fields add, pass by pass and on decode lines."""
+    from dataclasses import replace
+
+    from sim.catalog import get_hardware, get_model
+    from sim.engines.resolve import WithInEngineFrontend
+    from sim.scenario import LlamaCppSpec
+    from sim.shapes import BatchShape
+
+    hw, model = get_hardware("epyc-zen5-2c-vm"), get_model("smollm2-135m")
+    base = resolve_server(LlamaCppSpec(quantization="f16", threads=1, frontend={"profile": "none"}), model, hw).cost
+    token_s, step_s = 0.0007, 0.0003
+    fields = replace(base, seq_overhead_s=base.seq_overhead_s + token_s, step_overhead_s=base.step_overhead_s + step_s)
+    wrapped = WithInEngineFrontend(base, token_s, step_s, base.max_pass_tokens)
+    shapes = [BatchShape(num_decode_seqs=d, num_context_tokens=300 * d, num_prefill_seqs=p, num_prefill_tokens=t)
+              for d, p, t in ((1, 0, 0), (8, 0, 0), (3, 1, 700), (0, 2, 1500))]
+    for shape in shapes:
+        assert wrapped.step_time(shape) == pytest.approx(fields.step_time(shape), rel=1e-12)
+    for n in (1, 7, 64):
+        assert wrapped.decode_line(n).at(5000) == pytest.approx(fields.decode_line(n).at(5000), rel=1e-12)
+
+
+def test_a_tensor_parallel_server_gets_the_in_engine_part_too() -> None:
+    from sim.catalog import get_hardware, get_model
+    from sim.engines.resolve import WithInEngineFrontend
+    from sim.scenario import VllmSpec
+    from sim.shapes import BatchShape
+
+    from sim.catalog import resolve_hardware
+
+    hw, model = resolve_hardware("8x h100-sxm"), get_model("llama-3.1-70b")
+    bare = resolve_server(VllmSpec(tensor_parallel_size=4, frontend={"profile": "none"}), model, hw)
+    front = resolve_server(VllmSpec(tensor_parallel_size=4, frontend={"token_s": 0.001, "step_s": 0.002}), model, hw)
+    assert isinstance(front.cost, WithInEngineFrontend) and "not applied" not in front.notes["frontend"]
+    shape = BatchShape(num_decode_seqs=16, num_context_tokens=16 * 1000)
+    assert front.cost.step_time(shape) - bare.cost.step_time(shape) == pytest.approx(0.002 + 16 * 0.001)
+
+
 SINGLE_STREAM = {  # calibration rows -> the server spec that ran them
     "np1_t1": {"engine": "llama.cpp", "parallel": 1, "quantization": "f16", "threads": 1},
     "np1_t2": {"engine": "llama.cpp", "parallel": 1, "quantization": "f16", "threads": 2},

@@ -3,11 +3,11 @@ and a note of which cost profile prices it and why."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import assert_never
 
 from sim.catalog import HardwareSpec, ModelSpec
-from sim.costs import RooflineStepCost
+from sim.costs import DecodeLine, RooflineStepCost, StepCost
 from sim.costs_offload import OffloadStepCost
 from sim.engines.base import EngineError, ResolvedServer, ServerSpecT
 from sim.engines.slots import (
@@ -31,6 +31,7 @@ from sim.scenario import (
     SingleQueueSpec,
     VllmSpec,
 )
+from sim.shapes import BatchShape
 
 
 def _profile_notes(spec: ServerSpecT, resolved: ResolvedServer, model: ModelSpec, hardware: HardwareSpec) -> None:
@@ -78,18 +79,48 @@ def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: Hardwa
     if front.is_zero:
         return resolved
     note = front.describe()
-    if (front.token_s or front.step_s) and isinstance(resolved.cost, OffloadStepCost):  # GPU + host CPU
-        resolved.cost = resolved.cost.with_overheads(front.token_s, front.step_s)
-    elif (front.token_s or front.step_s) and not isinstance(resolved.cost, RooflineStepCost):
-        note += " (in-engine part not applied: the cost model is not a roofline)"
     resolved.notes["frontend"] = note
-    if (front.token_s or front.step_s) and isinstance(resolved.cost, RooflineStepCost):
+    if not (front.token_s or front.step_s) or resolved.cost is None:
+        return resolved
+    if isinstance(resolved.cost, OffloadStepCost):  # GPU + host CPU
+        resolved.cost = resolved.cost.with_overheads(front.token_s, front.step_s)
+    elif isinstance(resolved.cost, RooflineStepCost):
         resolved.cost = replace(
             resolved.cost,
             seq_overhead_s=resolved.cost.seq_overhead_s + front.token_s,
             step_overhead_s=resolved.cost.step_overhead_s + front.step_s,
         )
+    else:  # tensor / pipeline parallel, MoE, expert offload, constant or linear costs
+        resolved.cost = WithInEngineFrontend(resolved.cost, front.token_s, front.step_s,
+                                             _pass_tokens(resolved.cost))
     return resolved
+
+
+def _pass_tokens(cost: StepCost) -> int:
+    """Tokens per physical pass of ``cost`` (its stage's for parallel costs; unbounded if it has none)."""
+    stage = getattr(cost, "stage", None)
+    return int(getattr(stage if stage is not None else cost, "max_pass_tokens", 1 << 30))
+
+
+@dataclass(frozen=True)
+class WithInEngineFrontend:
+    """Any cost with the front end's in-engine part added as a roofline adds it: ``step_s`` per
+    physical pass and ``token_s`` per sequence sampled in the pass (decoding or ending its prompt)."""
+
+    inner: StepCost
+    token_s: float
+    step_s: float
+    max_pass_tokens: int = 1 << 30
+
+    def step_time(self, shape: BatchShape) -> float:
+        passes = max(1, -(-shape.num_tokens // self.max_pass_tokens))
+        seqs = shape.num_decode_seqs + shape.num_prefill_seqs
+        return self.inner.step_time(shape) + self.step_s * passes + self.token_s * seqs
+
+    def decode_line(self, num_seqs: int) -> DecodeLine:
+        line = self.inner.decode_line(num_seqs)
+        passes = max(1, -(-num_seqs // self.max_pass_tokens))
+        return DecodeLine(line.c0 + self.step_s * passes + self.token_s * num_seqs, line.a1, line.b1, line.a2, line.b2)
 
 
 def _resolve(spec: ServerSpecT, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
