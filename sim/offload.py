@@ -39,6 +39,7 @@ from sim.costs_offload import ExpertOffloadStepCost, ExpertTerm, OffloadStepCost
 __all__ = [
     "CPU_MOE_PATTERN",
     "DEFAULT_HOSTS",
+    "FIT_CTX_TOKENS",
     "FIT_TARGET_BYTES",
     "LLAMA_CPP_FIT_BUILD",
     "LLAMA_CPP_OUTPUT_FIRST_BUILD",
@@ -46,6 +47,7 @@ __all__ = [
     "Offload",
     "cpu_expert_layers",
     "expert_offload_cost",
+    "fit_context",
     "fit_experts",
     "fit_layers",
     "host_link",
@@ -194,6 +196,24 @@ def fit_layers(model: ModelSpec, fmt: WeightFormat, kv_per_token: float, ctx_tok
         if need + FIT_TARGET_BYTES <= gpu_bytes:
             return ngl
     return 0
+
+
+FIT_CTX_TOKENS = 4096
+"""``--fit-ctx``: the smallest context ``--fit`` shrinks an unset context to (§3.4)."""
+
+
+def fit_context(model: ModelSpec, fmt: WeightFormat, kv_per_token: float, gpu_bytes: float, context_bytes: float,
+                streams: int) -> int:
+    """``--fit`` step 2 (context not set): the model's training context, shrunk so that the weights,
+    its KV and the engine's context ``context_bytes`` leave :data:`FIT_TARGET_BYTES` free, a
+    multiple of 256 x ``streams``, not below :data:`FIT_CTX_TOKENS` (where the layers, step 3, take
+    over). Computed with every layer on the GPU (the split a user's ``-ngl`` chooses is not used)."""
+    train = model.max_position_embeddings
+    room = gpu_bytes - model.weight_bytes(fmt) - context_bytes - FIT_TARGET_BYTES
+    if train * kv_per_token <= room:
+        return train
+    step = 256 * max(1, streams)
+    return max(FIT_CTX_TOKENS, int(room / kv_per_token // step) * step) if room > 0 else FIT_CTX_TOKENS
 
 
 def ollama_legacy_layers(model: ModelSpec, fmt: WeightFormat, kv_per_token: float, n_ctx: int, free_bytes: float,

@@ -199,3 +199,37 @@ def test_too_many_layers_for_the_card_is_refused_with_the_most_that_fit() -> Non
 def test_vllm_still_refuses_a_model_that_does_not_fit() -> None:
     with pytest.raises(EngineError, match="do not fit"):
         _cost(VllmSpec(quantization="awq"))
+
+
+# ---------------------------------------------------------------- --fit's default context (§3.4 step 2)
+@pytest.mark.parametrize(("model_id", "unified"), [("llama-3.1-8b", True), ("qwen2.5-14b", True), ("llama-3.1-8b", False)])
+def test_fit_builds_take_the_model_context_shrunk_to_leave_1_gib(model_id: str, unified: bool) -> None:
+    from sim.engines.base import CUDA_CONTEXT_BYTES, _format_for, _kv_bytes
+    from sim.offload import FIT_TARGET_BYTES
+
+    hw, model = get_hardware("rtx-4090"), get_model(model_id)
+    spec = LlamaCppSpec(version="b7600", quantization="q4_k_m", kv_unified=unified, parallel=4)
+    resolved = resolve_server(spec, model, hw)
+    ctx = int(resolved.notes["ctx_size"])
+    kv, weights = _kv_bytes(model, spec), model.weight_bytes(_format_for(spec, "llama.cpp"))
+
+    def leaves_target(n: int) -> bool:
+        return weights + n * kv + CUDA_CONTEXT_BYTES + FIT_TARGET_BYTES <= hw.memory_bytes
+
+    step = 256 * (1 if unified else 4)
+    assert ctx % step == 0 or ctx == model.max_position_embeddings
+    assert leaves_target(ctx)
+    assert ctx == model.max_position_embeddings or not leaves_target(ctx + step)  # the largest that fits
+    assert ctx > 4096 and "--fit" in resolved.notes["ctx_size_reason"]
+
+
+def test_fit_context_floor_and_older_builds_and_a_given_context() -> None:
+    hw = get_hardware("rtx-4090")
+    # a model that does not fit whole: the context shrinks to --fit-ctx and the layers move instead
+    big = resolve_server(LlamaCppSpec(version="b7600", quantization="q4_k_m"), get_model("llama-3.1-70b"), hw)
+    assert big.notes["ctx_size"] == 4096
+    old = resolve_server(LlamaCppSpec(version="b7100", quantization="q4_k_m"), get_model("llama-3.1-8b"), hw)
+    assert old.notes["ctx_size"] == 4096 and "before" in old.notes["ctx_size_reason"]
+    given = resolve_server(LlamaCppSpec(version="b7600", quantization="q4_k_m", ctx_size=8192),
+                           get_model("llama-3.1-8b"), hw)
+    assert given.notes["ctx_size"] == 8192 and given.notes["ctx_size_reason"] == "given"

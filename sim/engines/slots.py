@@ -26,6 +26,7 @@ from sim.layouts import (
     Layout,
     ollama_gpus,
 )
+from sim.offload import LLAMA_CPP_FIT_BUILD, fit_context
 from sim.scenario import (
     LlamaCppSpec,
     OllamaSpec,
@@ -140,9 +141,15 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
     auto = spec.parallel is None and build >= AUTO_PARALLEL_BUILD
     parallel = spec.parallel or (4 if auto else 1)
     unified = spec.kv_unified if spec.kv_unified is not None else auto
-    ctx = spec.ctx_size or 4096
     shift = spec.context_shift if spec.context_shift is not None else build < CONTEXT_SHIFT_OFF_BUILD
     kv = _kv_bytes(model, spec)
+    ctx_reason = "given" if spec.ctx_size else f"the default of builds before b{LLAMA_CPP_FIT_BUILD}"
+    ctx = spec.ctx_size or 4096
+    if spec.ctx_size is None and build >= LLAMA_CPP_FIT_BUILD:  # -c 0 (the model's) shrunk by --fit
+        ctx = fit_context(model, fmt, kv, hardware.memory_bytes * hardware.count, CUDA_CONTEXT_BYTES * hardware.count,
+                          1 if unified else parallel)
+        ctx_reason = (f"--fit: the model's training context {model.max_position_embeddings}"
+                      + (", shrunk to leave 1 GiB free" if ctx < model.max_position_embeddings else ""))
     drafting = llama_cpp_drafting(spec, build)
     if drafting is not None and drafting.drafter is not None:  # each slot holds a draft context
         draft_bytes = drafting.extra_weight_bytes(fmt) + ctx * _kv_bytes(drafting.drafter, spec)
@@ -163,7 +170,8 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
         unified=unified,
         context_shift=shift,
     )
-    notes: dict[str, object] = {"parallel": parallel, "kv_unified": unified, "ctx_size": ctx, "context_shift": shift}
+    notes: dict[str, object] = {"parallel": parallel, "kv_unified": unified, "ctx_size": ctx, "ctx_size_reason": ctx_reason,
+                                "context_shift": shift}
     offload = llama_cpp_offload(spec, model, hardware, fmt, kv, ctx)
     if offload is not None:  # a split between the GPU and the host CPU
         resolved = offload_server(spec, "llama.cpp", model, hardware, fmt, kv, offload, policy, ctx_tokens=ctx,

@@ -129,8 +129,9 @@ class LlamaCppSpec(ServerCommon):
     parallel: int | None = Field(ge=1, default=None)
     """-np, number of slots (default by version)."""
     ctx_size: int | None = Field(ge=16, default=None)
-    """-c, total context, split across slots unless unified (default 4096, the default from Nov 2024;
-    current builds default to the model's context shrunk to fit memory: give it explicitly to model that)."""
+    """-c, total context, split across slots unless unified. Default by build: 4096 (Nov 2024) until
+    --fit (b7400, assumed); then the model's training context, shrunk by --fit to leave 1 GiB of the
+    GPU free, not below 4096 (computed with every layer on the GPU)."""
     batch_size: int = Field(ge=1, default=2048)
     """-b, logical batch: decode tokens plus prompt tokens per iteration."""
     ubatch_size: int = Field(ge=1, default=512)
