@@ -508,6 +508,7 @@ class MultiModelServer:
                 "load_s_each": (sum(r.load_time_s for r in group) / loads) if (loads := sum(r.loads for r in group))
                 else group[0].load_s,
                 "warm_loads": sum(r.warm_loads for r in group),
+                "split": str(group[0].resolved.notes.get("split", "100% GPU")),  # as `ollama ps` prints it
                 "waited_for_load": sum(r.waited_for_load for r in group) / mine.size if mine.size else 0.0,
             }
         return out

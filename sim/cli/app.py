@@ -156,7 +156,7 @@ def model_lines(rows: list[dict[str, Any]]) -> list[str]:
                 f"  {name}: {m['requests']} requests, {m['output_throughput']:.1f} out tok/s, {m['loads']} loads "
                 f"({m.get('warm_loads', 0)} from the page cache; {m['load_s_each']:.1f} s each on average, {m['load_time_s']:.0f} s loading), {m['evictions']} evictions, "
                 f"{m['expiries']} keep_alive expiries, {100 * m['waited_for_load']:.0f}% waited for a load; "
-                f"TTFT p99 {m['ttft_p99_ms']:.0f} ms, E2E p99 {m['e2el_p99_ms']:.0f} ms"
+                f"TTFT p99 {m['ttft_p99_ms']:.0f} ms, E2E p99 {m['e2el_p99_ms']:.0f} ms; {m.get('split', '100% GPU')}"
             )
     return lines
 
