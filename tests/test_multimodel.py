@@ -24,7 +24,7 @@ from sim.requests import Status
 from sim.scenario import parse_scenario
 from sim.scenario.servers import OllamaSpec
 from sim.simulation import run_server
-from sim.workload import generate_workload
+from sim.workload import Workload, generate_workload, make_client
 from tests.helpers import drive
 
 HW = get_hardware("rtx-4090")
@@ -182,3 +182,19 @@ def test_the_keep_alive_timer_starts_at_the_requests_end(version: str) -> None:
     end = float(end_times(alone)[0])
     assert run([0.0, end + keep - 0.01])[0].runners[0].loads == 1
     assert run([0.0, end + keep + 0.01])[0].runners[0].loads == 2
+
+
+def test_per_model_results_say_each_models_split() -> None:
+    """A model bigger than the card is split with the CPU when loaded alone; the results say so as
+    `ollama ps` does, beside "100% GPU" for a model that fits."""
+    import re
+
+    from sim.multimodel import simulate_models
+
+    spec = OllamaSpec(name="o", version="0.12.0", frontend=NO_FRONT,
+                      models=[{"model": "llama-3.1-8b", "weight": 0.5}, {"model": "llama-3.1-70b", "weight": 0.5}])
+    n = 4
+    workload = Workload(np.full(n, 100), np.full(n, 8), 60.0 * np.arange(n))
+    _, per_model, _ = simulate_models(spec, HW, make_client(workload, n), n, seed=0)
+    assert per_model["llama-3.1-8b"]["split"] == "100% GPU"
+    assert re.fullmatch(r"\d+%/\d+% CPU/GPU", per_model["llama-3.1-70b"]["split"])
