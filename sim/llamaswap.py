@@ -222,16 +222,7 @@ class LlamaSwapServer(MultiModelServer):
 
     def _start(self, runner: ModelRunner, first: Request) -> Generator[simpy.Event, Any, None]:
         self.swaps += 1
-        runner.loading = True
-        runner.loads += 1
-        load_s = self._load_time(runner)
-        yield self.env.timeout(load_s)
-        runner.load_time_s += load_s
-        runner.server = self._new_server(runner)
-        runner.process = None
-        runner.loading = False
-        runner.loaded = True
-        runner.timer += 1
+        yield from self._load(runner)  # start-up, health polls: the runner's load time
         joined, runner.joined = runner.joined, []
         if not self._locking(runner):  # every queued request for this model is served now (grouped FIFO)
             mine = [q for q in self.pending if self._runner(q) is runner]
