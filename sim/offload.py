@@ -52,6 +52,7 @@ __all__ = [
     "fit_layers",
     "host_link",
     "host_of",
+    "kv_on_host_cost",
     "offload_cost",
     "ollama_legacy_layers",
     "place",
@@ -309,6 +310,23 @@ def offload_cost(off: Offload, model: ModelSpec, gpu: RooflineStepCost, cpu: Roo
         link_bytes_per_s=link_bytes_per_s,
     )
 
+
+
+def kv_on_host_cost(model: ModelSpec, fmt: WeightFormat, gpu: RooflineStepCost, cpu: RooflineStepCost,
+                    kv_per_token: float, link_bytes_per_s: float) -> OffloadStepCost:
+    """llama.cpp ``-nkvo`` (``offload_kqv = false``): every weight on the GPU, the KV cache in host
+    memory and the attention (KQ, KQV) on the host CPU, layer by layer. A pass costs the GPU's
+    weights (no attention), the CPU's attention over the KV, and two activation hops per layer
+    (queries and new K/V out, the attention output back; each counted as one hidden vector)."""
+    n = model.num_layers
+    body, matmul = _layer_bytes(model, fmt, 0, n)
+    head = _head_bytes(model, fmt)
+    gpu_part = _part(gpu, model, body + head, 0.0, matmul, True, 0, 1.0)
+    cpu_part = _part(cpu, model, 0.0, kv_per_token, 0.0, False, n, 0.0)
+    return OffloadStepCost(
+        gpu=gpu_part, cpu=cpu_part, stream=None, stream_bytes_per_pass=0.0, hops=2 * n, output_hops=0,
+        hop_alpha_s=HOP_ALPHA_S, hop_bytes_per_token=model.hidden_size * GGML_ACT_BYTES, link_bytes_per_s=link_bytes_per_s,
+    )
 
 # ---------------------------------------------------------------------------------------------
 # Expert offload of mixture-of-experts models (--cpu-moe, --n-cpu-moe, -ot, --fit)

@@ -233,3 +233,61 @@ def test_fit_context_floor_and_older_builds_and_a_given_context() -> None:
     given = resolve_server(LlamaCppSpec(version="b7600", quantization="q4_k_m", ctx_size=8192),
                            get_model("llama-3.1-8b"), hw)
     assert given.notes["ctx_size"] == 8192 and given.notes["ctx_size_reason"] == "given"
+
+
+# ---------------------------------------------------------------- -nkvo: the KV cache and attention on the host CPU
+def _nkvo(**kw: object):  # noqa: ANN202 - a test helper
+    """Llama-3.1-8B Q4_K_M on an RTX 4090, one slot, no front end (its cost objects are examined)."""
+    spec = LlamaCppSpec(**{"quantization": "q4_k_m", "parallel": 1, "frontend": {"profile": "none"}, **kw})
+    return resolve_server(spec, get_model("llama-3.1-8b"), get_hardware("rtx-4090"))
+
+
+def test_nkvo_reads_the_kv_at_the_host_bandwidth_and_costs_two_hops_per_layer() -> None:
+    from sim.engines.base import _kv_bytes
+
+    model = get_model("llama-3.1-8b")
+    on_host = _nkvo(ctx_size=32768, no_kv_offload=True)
+    on_gpu = _nkvo(ctx_size=32768)
+    kv = _kv_bytes(model, LlamaCppSpec(quantization="q4_k_m"))
+    host = on_host.cost.cpu
+    line, gpu_line = on_host.cost.decode_line(1), on_gpu.cost.decode_line(1)
+    # each more context token is read from host memory at the host's bandwidth
+    assert (line.at(20000) - line.at(10000)) / 10000 == pytest.approx(kv / host.bandwidth_bytes_per_s, rel=1e-9)
+    assert (gpu_line.at(20000) - gpu_line.at(10000)) / 10000 < kv / host.bandwidth_bytes_per_s
+    # the weights stay on the GPU: at no context the passes differ by the 2 L hops (and the one new
+    # token's KV written on the host instead of the GPU)
+    hops = 2 * model.num_layers * (on_host.cost.hop_alpha_s + model.hidden_size * 4 / on_host.cost.link_bytes_per_s)
+    assert line.at(0) - gpu_line.at(0) == pytest.approx(hops + kv / host.bandwidth_bytes_per_s
+                                                        - kv / on_gpu.cost.bandwidth_bytes_per_s, rel=1e-6)
+    assert on_host.notes["no_kv_offload"] and on_host.notes["host_ram_gib"] > 0
+
+
+def test_nkvo_is_never_faster_and_frees_the_gpu_of_the_kv() -> None:
+    from sim.shapes import BatchShape
+
+    on_host, on_gpu = _nkvo(ctx_size=32768, no_kv_offload=True), _nkvo(ctx_size=32768)
+    for d, c in itertools.product((1, 4, 16), (0, 1000, 30000)):
+        assert on_host.cost.decode_line(d).at(c * d) >= on_gpu.cost.decode_line(d).at(c * d)
+    prompt = BatchShape(num_prefill_seqs=1, num_prefill_tokens=4096, prefill_attention_pairs=4096 * 4097 / 2)
+    assert on_host.cost.step_time(prompt) > on_gpu.cost.step_time(prompt)
+    # a context whose KV does not fit the 24 GB card beside the Q8_0 weights (8.5 + 16 GiB) runs with -nkvo
+    with pytest.raises(EngineError):
+        _nkvo(ctx_size=131072, quantization="q8_0")
+    big = _nkvo(ctx_size=131072, quantization="q8_0", no_kv_offload=True)
+    assert big.notes["vram_gib"] < 24 < big.notes["vram_gib"] + big.notes["host_ram_gib"]
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"n_gpu_layers": 20}, "every layer on the GPU"),
+    ({"ctx_size": 1 << 20, "hardware": "rtx-4090-small-host"}, "host memory"),
+])
+def test_nkvo_refusals_name_the_fix(options: dict, words: str) -> None:
+    hardware = get_hardware("rtx-4090")
+    if options.pop("hardware", None):
+        hardware = hardware.model_copy(update={"host": "epyc-zen5-2c-vm"})
+    spec = LlamaCppSpec(quantization="q4_k_m", parallel=1, ctx_size=options.pop("ctx_size", 4096), no_kv_offload=True,
+                        **options)
+    with pytest.raises(EngineError, match=words):
+        resolve_server(spec, get_model("llama-3.1-8b"), hardware)
+    with pytest.raises(EngineError, match="dense model on one GPU"):
+        resolve_server(LlamaCppSpec(quantization="q4_k_m", no_kv_offload=True), get_model("qwen3-30b-a3b"), hardware)

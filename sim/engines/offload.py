@@ -29,6 +29,7 @@ from sim.offload import (
     fit_layers,
     host_link,
     host_of,
+    kv_on_host_cost,
     offload_cost,
     ollama_legacy_layers,
     place,
@@ -37,7 +38,7 @@ from sim.offload import (
 from sim.scenario import LlamaCppSpec, OllamaSpec
 from sim.servers.slots import SlotPolicy
 
-__all__ = ["llama_cpp_offload", "offload_server", "ollama_offload"]
+__all__ = ["kv_on_host_server", "llama_cpp_offload", "offload_server", "ollama_offload"]
 
 
 def _fits_today(model: ModelSpec, fmt: WeightFormat, kv: float, hardware: HardwareSpec, ctx_tokens: int) -> bool:
@@ -279,3 +280,52 @@ def _expert_server(spec: OllamaSpec | LlamaCppSpec, engine: str, model: ModelSpe
         "vram_gib": round(vram / GIB, 2), "host_ram_gib": round(off.cpu_weight_bytes / GIB, 2),
     }
     return ResolvedServer(spec.label, engine, policy, cost, None, fmt.name, profile, {**notes, **split})
+
+
+def kv_on_host_server(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareSpec, fmt: WeightFormat, kv: float,
+                      policy: SlotPolicy, *, ctx_tokens: int, notes: dict[str, object]) -> ResolvedServer:
+    """llama.cpp with ``-nkvo``: the weights on the GPU, the KV cache and attention on the host CPU
+    (:func:`sim.offload.kv_on_host_cost`); refused where it is not modelled, with the fix."""
+    n = model.num_layers
+    if isinstance(spec.n_gpu_layers, int) and spec.n_gpu_layers < n + 1 or spec.cpu_moe or spec.n_cpu_moe \
+            or spec.override_tensor:
+        raise EngineError(
+            f"server {spec.label!r}: no_kv_offload is modelled with every layer on the GPU; drop n_gpu_layers / "
+            "cpu_moe / n_cpu_moe / override_tensor, or set no_kv_offload: false"
+        )
+    if model.moe is not None or hardware.count != 1 or hardware.kind == "cpu" or spec.model_draft is not None:
+        raise EngineError(
+            f"server {spec.label!r}: no_kv_offload is modelled for a dense model on one GPU without a draft model; "
+            "set no_kv_offload: false"
+        )
+    try:
+        host = host_of(hardware)
+        link = host_link(hardware)
+    except CatalogError as err:
+        raise EngineError(f"server {spec.label!r}: {err}") from None
+    weights = model.weight_bytes(fmt)
+    if weights + CUDA_CONTEXT_BYTES > hardware.memory_bytes:
+        raise EngineError(
+            f"server {spec.label!r}: the {fmt.name} weights ({weights / GIB:.1f} GiB) and the CUDA context do not fit "
+            f"{hardware.id} ({hardware.memory_gib:g} GiB) even with the KV cache on the host; quantize further, "
+            "or put layers on the CPU (n_gpu_layers) with no_kv_offload: false"
+        )
+    host_bytes = ctx_tokens * kv
+    if host_bytes > host.memory_bytes:
+        raise EngineError(
+            f"server {spec.label!r}: a {ctx_tokens}-token KV cache needs {host_bytes / GIB:.1f} GiB of host memory, "
+            f"{host.id} has {host.memory_gib:g} GiB; lower ctx_size or name a larger host"
+        )
+    gpu_cost, profile = build_cost(spec, "llama.cpp", model, hardware, fmt, kv, spec.ubatch_size, None)
+    cpu_cost, cpu_profile = build_cost(spec, "llama.cpp", model, host, fmt, kv, spec.ubatch_size, None)
+    if not isinstance(gpu_cost, RooflineStepCost) or not isinstance(cpu_cost, RooflineStepCost):
+        raise EngineError(
+            f"server {spec.label!r}: no_kv_offload is priced with the roofline cost only; use cost: {{kind: roofline}}"
+        )
+    extra = {
+        "no_kv_offload": True, "split": "100% GPU (KV cache and attention on the CPU)", "host": host.id,
+        "host_profile": cpu_profile.id if cpu_profile else None,
+        "vram_gib": round((weights + CUDA_CONTEXT_BYTES) / GIB, 2), "host_ram_gib": round(host_bytes / GIB, 2),
+    }
+    cost = kv_on_host_cost(model, fmt, gpu_cost, cpu_cost, kv, link)
+    return ResolvedServer(spec.label, "llama.cpp", policy, cost, None, fmt.name, profile, {**notes, **extra})

@@ -14,7 +14,7 @@ from sim.engines.base import (
     _kv_bytes,
     _version,
 )
-from sim.engines.offload import llama_cpp_offload, offload_server, ollama_offload
+from sim.engines.offload import kv_on_host_server, llama_cpp_offload, offload_server, ollama_offload
 from sim.engines.pricing import (
     _check_split_fits,
     _check_weights_fit,
@@ -145,7 +145,10 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
     kv = _kv_bytes(model, spec)
     ctx_reason = "given" if spec.ctx_size else f"the default of builds before b{LLAMA_CPP_FIT_BUILD}"
     ctx = spec.ctx_size or 4096
-    if spec.ctx_size is None and build >= LLAMA_CPP_FIT_BUILD:  # -c 0 (the model's) shrunk by --fit
+    if spec.ctx_size is None and build >= LLAMA_CPP_FIT_BUILD and spec.no_kv_offload:  # -c 0, KV in host RAM
+        ctx = model.max_position_embeddings
+        ctx_reason = f"the model's training context {ctx} (-c 0; the KV cache is in host memory)"
+    elif spec.ctx_size is None and build >= LLAMA_CPP_FIT_BUILD:  # -c 0 (the model's) shrunk by --fit
         ctx = fit_context(model, fmt, kv, hardware.memory_bytes * hardware.count, CUDA_CONTEXT_BYTES * hardware.count,
                           1 if unified else parallel)
         ctx_reason = (f"--fit: the model's training context {model.max_position_embeddings}"
@@ -172,6 +175,8 @@ def _resolve_llama_cpp(spec: LlamaCppSpec, model: ModelSpec, hardware: HardwareS
     )
     notes: dict[str, object] = {"parallel": parallel, "kv_unified": unified, "ctx_size": ctx, "ctx_size_reason": ctx_reason,
                                 "context_shift": shift}
+    if spec.no_kv_offload:
+        return kv_on_host_server(spec, model, hardware, fmt, kv, policy, ctx_tokens=ctx, notes=notes)
     offload = llama_cpp_offload(spec, model, hardware, fmt, kv, ctx)
     if offload is not None:  # a split between the GPU and the host CPU
         resolved = offload_server(spec, "llama.cpp", model, hardware, fmt, kv, offload, policy, ctx_tokens=ctx,

@@ -156,6 +156,9 @@ class LlamaCppSpec(ServerCommon):
     op_offload: bool = True
     """--op-offload (default on): passes of >= 32 tokens run the CPU layers on the GPU, their weights
     copied over PCIe; false: --no-op-offload."""
+    no_kv_offload: bool = False
+    """-nkvo / --no-kv-offload: the KV cache stays in host memory and attention runs on the host CPU
+    (every layer's weights on the GPU); frees the GPU of the KV for long contexts."""
     cpu_moe: bool = False
     """--cpu-moe / -cmoe: the routed experts of every layer of a mixture-of-experts model in host RAM,
     run on the CPU (attention, router and shared experts stay on the GPU; docs/local_servers.md)."""
