@@ -64,8 +64,8 @@ class GpuShare:
         else:
             self.busy.discard(member)
         self._since = now
-        for server in self.servers.values():  # reprice every member's next pass
-            server._lines.clear()
+        for server in self.servers.values():  # every member's next pass is priced with the new share
+            server.reprice()
 
 
 @dataclass

@@ -147,11 +147,17 @@ def runner_of_requests(spec: OllamaSpec, count: int, seed: int) -> np.ndarray:
     return first[models] + pick
 
 
+def _contexts(values: list[int] | None) -> list[int | None]:
+    """A model's runner options by num_ctx: each value its clients send, or None (the server's)."""
+    return list(values) if values else [None]
+
+
 def resolve_models(spec: OllamaSpec, hardware: HardwareSpec) -> list[ModelRunner]:
     """Each model of ``spec`` as a one-model Ollama server (raises EngineError naming the model)."""
     assert spec.models is not None
     runners = []
-    for entry, ctx_value in ((e, c) for e in spec.models for c in e.request_num_ctx or [None]):
+    pairs = [(e, c) for e in spec.models for c in _contexts(e.request_num_ctx)]
+    for entry, ctx_value in pairs:
         try:
             model = get_model(entry.model)
         except CatalogError as err:
@@ -481,7 +487,7 @@ class MultiModelServer:
         runner.timer += 1  # the request at the head of the queue is dispatched next
 
     # results --------------------------------------------------------------------------------
-    def per_model(self, recorder: Recorder, duration_s: float) -> dict[str, dict[str, float]]:
+    def per_model(self, recorder: Recorder, duration_s: float) -> dict[str, dict[str, Any]]:
         """Per model: requests, completions, rejections, output tok/s, TTFT and e2e p50/p99 (ms),
         loads, evictions, keep-alive expiries, seconds loading, share of requests that waited for a load."""
         ids = np.arange(recorder.num_arrived)

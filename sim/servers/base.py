@@ -242,6 +242,11 @@ class IterationServer:
         if kicked is not None and not kicked.triggered:
             kicked.succeed()
 
+    def reprice(self) -> None:
+        """Forget the cached decode lines: the next passes are priced anew (for a cost that changes
+        during the run, e.g. a GPU shared with other processes, sim.gpushare)."""
+        self._lines.clear()
+
     def _line(self, num_seqs: int) -> DecodeLine:
         line = self._lines.get(num_seqs)
         if line is None:
