@@ -73,21 +73,30 @@ _LLAMA_BENCH = {  # server row tag -> batched-bench file with the same threads a
 }
 
 
+_LLAMA_SERVER_RUNS = (  # (folder under DATA_DIR, single-user server summary, machine, date)
+    ("this_machine/llama_cpp", "server_single_stream.csv", MACHINE, "2026-11-25"),
+    ("sandbox_zen4/llama_cpp", "server_single_user.csv", "epyc-zen4-2c-vm", "2026-12-06"),
+)
+
+
 def _llama_server_points() -> list[FrontendPoint]:
-    folder = DATA_DIR / "this_machine" / "llama_cpp"
-    server = folder / "server_single_stream.csv"
     out = []
-    for row in csv.DictReader(server.read_text().splitlines()):
-        bench = folder / _LLAMA_BENCH[row["tag"]]
-        prompt = int(row["prompt_tokens"])
-        t_pp, t_dec, _ = _bench_pp_pl1(bench, prompt)
-        src = f"{repo_relative(server)} row {row['tag']} - {repo_relative(bench)} pp={prompt} pl=1"
-        sha = f"{file_sha256(server)[:16]} / {file_sha256(bench)[:16]}"
-        ttft, tpot = float(row["ttft_p50_s"]), float(row["tpot_p50_ms"]) * 1e-3
-        out.append(FrontendPoint("llama.cpp", "cpu", "request_s", ttft - t_pp, src, sha, MACHINE, LLAMA_SOFTWARE,
-                                 "2026-11-25", f"TTFT p50 {ttft * 1e3:.1f} ms - prefill {t_pp * 1e3:.1f} ms"))
-        out.append(FrontendPoint("llama.cpp", "cpu", "token_s", tpot - t_dec, src, sha, MACHINE, LLAMA_SOFTWARE,
-                                 "2026-11-25", f"TPOT p50 {tpot * 1e3:.2f} ms - decode step {t_dec * 1e3:.2f} ms"))
+    for sub, name, machine, date in _LLAMA_SERVER_RUNS:
+        folder = DATA_DIR / sub
+        server = folder / name
+        for row in csv.DictReader(server.read_text().splitlines()):
+            if int(row["concurrency"]) != 1:
+                raise ValueError(f"{server}: row {row['tag']} has {row['concurrency']} users; only 1-user runs are calibration")
+            bench = folder / _LLAMA_BENCH[row["tag"]]
+            prompt = int(row["prompt_tokens"])
+            t_pp, t_dec, _ = _bench_pp_pl1(bench, prompt)
+            src = f"{repo_relative(server)} row {row['tag']} - {repo_relative(bench)} pp={prompt} pl=1"
+            sha = f"{file_sha256(server)[:16]} / {file_sha256(bench)[:16]}"
+            ttft, tpot = float(row["ttft_p50_s"]), float(row["tpot_p50_ms"]) * 1e-3
+            out.append(FrontendPoint("llama.cpp", "cpu", "request_s", ttft - t_pp, src, sha, machine, LLAMA_SOFTWARE,
+                                     date, f"TTFT p50 {ttft * 1e3:.1f} ms - prefill {t_pp * 1e3:.1f} ms"))
+            out.append(FrontendPoint("llama.cpp", "cpu", "token_s", tpot - t_dec, src, sha, machine, LLAMA_SOFTWARE,
+                                     date, f"TPOT p50 {tpot * 1e3:.2f} ms - decode step {t_dec * 1e3:.2f} ms"))
     return out
 
 
@@ -202,6 +211,35 @@ def fit_frontend(points: list[FrontendPoint] | None = None) -> list[dict[str, An
                               for p in used]
         entry["provenance"] = prov
         out.append(entry)
+    out.extend(_machine_profiles(points, today))
+    return out
+
+
+def _machine_profiles(points: list[FrontendPoint], today: str) -> list[dict[str, Any]]:
+    """One profile per machine whose own server runs give an engine's CPU points, where the class
+    profile pools several machines: a machine's own measurement outranks the pooled median there
+    (as a group fit outranks a class prior in the cost profiles)."""
+    out = []
+    for pid, engine, cls, serial, _sources, _note in _PROFILES:
+        if cls != "cpu":
+            continue
+        own = [p for p in points if p.engine == engine and p.hardware_class == "cpu"]
+        machines = sorted({p.hardware for p in own})
+        if len(machines) < 2:
+            continue
+        for machine in machines:
+            entry: dict[str, Any] = {"id": f"frontend-{engine}-{machine}", "engine": engine, "hardware": machine,
+                                     "serial": serial}
+            prov: dict[str, Any] = {
+                "method": "median of this machine's own points (calibration/fit_frontend.py)", "fit_date": today,
+                "note": f"{machine}'s own server runs; {pid} pools {', '.join(machines)}."}
+            for quantity in ("request_s", "token_s", "step_s"):
+                used = [p for p in own if p.hardware == machine and p.quantity == quantity]
+                entry[quantity] = round(max(0.0, statistics.median(p.value_s for p in used)), 6) if used else 0.0
+                prov[quantity] = ([{k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(p).items()}
+                                   for p in used] if used else "0: no points")
+            entry["provenance"] = prov
+            out.append(entry)
     return out
 
 

@@ -92,7 +92,8 @@ class FrontendProfile:
     cost: FrontendCost
     engine: str
     hardware: str = "*"
-    """``cpu``, ``gpu`` (any accelerator that is not a CPU) or ``*``."""
+    """``cpu``, ``gpu`` (any accelerator that is not a CPU), ``*``, or one machine's catalog id
+    (fitted on that machine's own server runs; it outranks the class profile there)."""
     min_version: str | None = None
     """First engine version it applies to (inclusive), or None."""
     max_version: str | None = None
@@ -125,9 +126,11 @@ def load_frontend_profiles(path: str | None = None) -> tuple[FrontendProfile, ..
     return tuple(out)
 
 
-def select_frontend(engine: str, version: str, hardware_kind: str, name: str | None = None) -> FrontendCost:
+def select_frontend(engine: str, version: str, hardware_kind: str, name: str | None = None,
+                    hardware_id: str | None = None) -> FrontendCost:
     """The named front-end profile, else the most specific one for this engine, version and
-    hardware class (``cpu`` / ``gpu``); :data:`FRONTEND_NONE` when none applies."""
+    hardware: this machine's own (``hardware_id``), else its class (``cpu`` / ``gpu``);
+    :data:`FRONTEND_NONE` when none applies."""
     profiles = load_frontend_profiles()
     if name is not None:
         if name == "none":
@@ -141,13 +144,14 @@ def select_frontend(engine: str, version: str, hardware_kind: str, name: str | N
     v = _version(version) if version else ()
     best: tuple[int, FrontendCost] | None = None
     for p in profiles:
-        if p.engine != engine or p.hardware not in ("*", cls):
+        if p.engine != engine or p.hardware not in ("*", cls, hardware_id):
             continue
         if p.min_version and (not v or v < _version(p.min_version)):
             continue
         if p.max_version and (not v or v >= _version(p.max_version)):
             continue
-        score = 2 * (p.hardware != "*") + (p.min_version is not None) + (p.max_version is not None)
+        score = (4 * (p.hardware == hardware_id) + 2 * (p.hardware == cls)
+                 + (p.min_version is not None) + (p.max_version is not None))
         if best is None or score >= best[0]:
             best = (score, p.cost)
     return best[1] if best else FRONTEND_NONE

@@ -9,6 +9,7 @@ HAND_PRIORS = PROFILES_DIR / "priors.yaml"
 PRIORS_FILE = "fitted-priors.yaml"
 DEFAULT_INPUTS = (
     "calibration/data/this_machine/manifest.yaml",
+    "calibration/data/sandbox_zen4/manifest.yaml",
     "calibration/data/published/microbenchmarks.json",
     "calibration/data/gpu/manifest.yaml",
     "calibration/data/published/batched_bench_gpu.json",

@@ -66,7 +66,7 @@ def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: Hardwa
         if fs is not None and fs.profile is not None:
             front = select_frontend(resolved.engine, version or "", hardware.kind, fs.profile)
         elif version is not None:
-            front = select_frontend(resolved.engine, version, hardware.kind)
+            front = select_frontend(resolved.engine, version, hardware.kind, hardware_id=hardware.id)
         else:
             front = FRONTEND_NONE
     except ValueError as err:

@@ -1,0 +1,234 @@
+"""Closed-loop load on llama.cpp's own ``llama-server``: one row of request-level metrics per user count.
+
+Used for two data sets on the developers' sandbox (calibration/data/sandbox_zen4/README.md):
+
+* CALIBRATION: one user (``--users 1``), ``--parallel 1`` and ``--parallel 4``: the single-user
+  server runs from which the llama.cpp front-end cost is fitted (as
+  ``calibration/data/this_machine/llama_cpp/server_single_stream.csv`` on the other machine);
+* VALIDATION: 2-16 users, the same two servers: never fitted on.
+
+Each user sends a request, waits for its last streamed token and sends the next (no think
+time), until the level's request count is reached. Every prompt is ``--prompt`` distinct token
+ids (no prefix reuse) and every answer exactly ``--output`` tokens (``ignore_eos``). Per request:
+TTFT (first streamed token) and e2e from the client's clock, the server's own ``timings``.
+
+Metrics, as ``vllm bench serve`` defines them where it has them (docs/metrics.md):
+``throughput_tok_s`` = output tokens / duration (first request sent to last token received);
+``tpot`` per request = (e2e - TTFT) / (output tokens - 1); percentiles by ``numpy.percentile``.
+CPU accounting from /proc: the server process, this load generator, and the rest of the machine
+(``cpu_foreign_cores``), in cores over the level's duration.
+
+    python calibration/sandbox/measure_llama_server.py --server PATH/llama-server --model M.gguf \
+        --parallel 4 --users 2,4,8,16 --tag np4_t1 --out DIR
+
+Needs only the standard library and numpy; ``llama-server`` is built from llama.cpp's sources
+(not a dependency of servesim).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+FIELDS = (
+    "tag", "concurrency", "parallel", "threads", "prompt_tokens", "max_tokens", "requests_total", "requests_ok",
+    "errors", "duration_s", "throughput_tok_s", "throughput_req_s", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s",
+    "e2e_max_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_ms", "tpot_p99_ms", "mean_out_tokens",
+    "server_prompt_ms_p50", "server_predicted_per_token_ms_p50", "cpu_busy_cores", "cpu_server_cores",
+    "cpu_loadgen_cores", "cpu_foreign_cores", "loadavg_end", "date",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prompt_ids(n: int, salt: int) -> list[int]:
+    """n distinct token ids per request (BOS first), so that no prefix is reused."""
+    return [1] + [300 + (salt * 7919 + 13 * i) % 40000 for i in range(n - 1)]
+
+
+def stream(port: int, ids: list[int], n: int) -> dict:
+    """One streamed ``/completion``: client-side TTFT, e2e and token count, and the server's timings."""
+    body = json.dumps({"prompt": ids, "n_predict": n, "ignore_eos": True, "stream": True, "temperature": 0.0,
+                       "cache_prompt": False}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=body,
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    first, tokens, timings = None, 0, {}
+    with urllib.request.urlopen(req, timeout=900) as resp:
+        for raw in resp:
+            line = raw.decode().strip()
+            if not line.startswith("data:"):
+                continue
+            chunk = json.loads(line[5:])
+            if chunk.get("content") or chunk.get("tokens"):
+                tokens += 1
+                if first is None:
+                    first = time.perf_counter() - t0
+            if chunk.get("stop"):
+                timings = chunk.get("timings", {})
+    return {"t_send": t0, "ttft_s": first, "e2e_s": time.perf_counter() - t0, "tokens": tokens,
+            "server_prompt_ms": timings.get("prompt_ms"), "server_predicted_per_token_ms": timings.get("predicted_per_token_ms")}
+
+
+def cpu_ticks(pid: int) -> tuple[int, int, int]:
+    """(busy ticks of the whole machine, of process ``pid``, of this process)."""
+    fields = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
+    vals = [int(x) for x in fields]
+    busy = sum(vals) - vals[3] - vals[4]  # minus idle and iowait
+
+    def proc(p: int | str) -> int:
+        parts = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(parts[11]) + int(parts[12])  # utime + stime
+
+    return busy, proc(pid), proc("self")
+
+
+def run_level(port: int, server_pid: int, users: int, total: int, prompt: int, output: int, salt0: int) -> tuple[list[dict], dict]:
+    lock = threading.Lock()
+    state = {"next": 0}
+    rows: list[dict] = []
+
+    def user(u: int) -> None:
+        while True:
+            with lock:
+                i = state["next"]
+                if i >= total:
+                    return
+                state["next"] += 1
+            try:
+                r = stream(port, prompt_ids(prompt, salt0 + i), output)
+                r.update(user=u, seq=i, status="ok" if r["tokens"] == output else "short")
+            except OSError as exc:  # a refused or dropped request: recorded, not retried
+                r = {"user": u, "seq": i, "status": f"error: {exc}", "t_send": None, "ttft_s": None,
+                     "e2e_s": None, "tokens": 0}
+            with lock:
+                rows.append(r)
+
+    hz = os.sysconf("SC_CLK_TCK")
+    c0 = cpu_ticks(server_pid)
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=user, args=(u,)) for u in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    c1 = cpu_ticks(server_pid)
+    cpu = {"cpu_busy_cores": (c1[0] - c0[0]) / hz / wall, "cpu_server_cores": (c1[1] - c0[1]) / hz / wall,
+           "cpu_loadgen_cores": (c1[2] - c0[2]) / hz / wall}
+    cpu["cpu_foreign_cores"] = cpu["cpu_busy_cores"] - cpu["cpu_server_cores"] - cpu["cpu_loadgen_cores"]
+    return rows, cpu
+
+
+def summarize(rows: list[dict], cpu: dict, **info) -> dict:
+    ok = [r for r in rows if r["status"] == "ok"]
+    start = min(r["t_send"] for r in ok)
+    end = max(r["t_send"] + r["e2e_s"] for r in ok)
+    duration = end - start
+    e2e = np.array([r["e2e_s"] for r in ok])
+    ttft = np.array([r["ttft_s"] for r in ok])
+    out_tok = np.array([r["tokens"] for r in ok])
+    tpot = (e2e - ttft) / (out_tok - 1) * 1e3
+    srv_p = [r["server_prompt_ms"] for r in ok if r.get("server_prompt_ms") is not None]
+    srv_t = [r["server_predicted_per_token_ms"] for r in ok if r.get("server_predicted_per_token_ms") is not None]
+    row = dict(info)
+    row.update(
+        requests_total=len(rows), requests_ok=len(ok), errors=len(rows) - len(ok), duration_s=duration,
+        throughput_tok_s=out_tok.sum() / duration, throughput_req_s=len(ok) / duration,
+        e2e_p50_s=np.percentile(e2e, 50), e2e_p90_s=np.percentile(e2e, 90), e2e_p99_s=np.percentile(e2e, 99),
+        e2e_max_s=e2e.max(), ttft_p50_s=np.percentile(ttft, 50), ttft_p99_s=np.percentile(ttft, 99),
+        tpot_p50_ms=np.percentile(tpot, 50), tpot_p99_ms=np.percentile(tpot, 99), mean_out_tokens=out_tok.mean(),
+        server_prompt_ms_p50=np.percentile(srv_p, 50) if srv_p else "",
+        server_predicted_per_token_ms_p50=np.percentile(srv_t, 50) if srv_t else "",
+        loadavg_end=os.getloadavg()[0], date=time.strftime("%Y-%m-%d"), **cpu)
+    return {k: (round(float(v), 6) if isinstance(v, (float, np.floating)) else
+                int(v) if isinstance(v, np.integer) else v) for k, v in row.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--server", required=True, help="path to the llama-server binary")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--tag", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument("--ctx", type=int, default=2048, help="--ctx-size (all slots together)")
+    ap.add_argument("--users", default="1")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--output", type=int, default=64)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [args.server, "-m", args.model, "-t", str(args.threads), "-tb", str(args.threads), "-c", str(args.ctx),
+           "-np", str(args.parallel), "--port", str(port), "--host", "127.0.0.1", "--no-webui"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(out / f"{args.tag}_server.log").open("w"))
+    summary_path = out / "summary.csv"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        stream(port, prompt_ids(16, 999_999), 4)  # warm-up, not recorded
+        for level, users in enumerate(int(u) for u in args.users.split(",")):
+            total = 64 if users <= 8 else 96
+            rows, cpu = run_level(port, server.pid, users, total, args.prompt, args.output, salt0=100_000 * (level + 1))
+            row = summarize(rows, cpu, tag=args.tag, concurrency=users, parallel=args.parallel, threads=args.threads,
+                            prompt_tokens=args.prompt, max_tokens=args.output)
+            print(json.dumps(row), flush=True)
+            new = not summary_path.exists()
+            with summary_path.open("a", newline="") as f:
+                wr = csv.DictWriter(f, fieldnames=FIELDS)
+                if new:
+                    wr.writeheader()
+                wr.writerow({k: row.get(k, "") for k in FIELDS})
+            with (out / f"{args.tag}_c{users}_requests.csv").open("w", newline="") as f:
+                keys = ("user", "seq", "t_send", "ttft_s", "e2e_s", "tokens", "server_prompt_ms",
+                        "server_predicted_per_token_ms", "status")
+                wr = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+                wr.writeheader()
+                t_first = min(r["t_send"] for r in rows if r["t_send"] is not None)
+                for r in sorted(rows, key=lambda r: r["seq"]):
+                    r = dict(r, t_send=None if r["t_send"] is None else round(r["t_send"] - t_first, 6))
+                    wr.writerow(r)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    (out / f"{args.tag}_machine.json").write_text(json.dumps({
+        "platform": platform.platform(), "cpu_family_model": _cpu_family(), "cores": os.cpu_count(),
+        "command": " ".join(cmd[:1] + [Path(cmd[2]).name if c == args.model else c for c in cmd[1:]]),
+        "date": time.strftime("%Y-%m-%d"),
+    }, indent=2))
+    return 0
+
+
+def _cpu_family() -> str:
+    info = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    keep = {}
+    for line in info.splitlines():
+        k, _, v = line.partition(":")
+        if k.strip() in ("model name", "cpu family", "model"):
+            keep[k.strip()] = v.strip()
+    return json.dumps(keep)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
