@@ -16,8 +16,9 @@ Conventions shared by all readers:
   ``prefill_context_tokens`` and ``n * (past + (n + 1) / 2)`` to ``prefill_attention_pairs``.
 * Averaged rows (``num_steps > 1``) carry the mean context, rounded half up.
 
-Validation data (``calibration/data/published/validation_visible.json`` and
-``calibration/data/this_machine/llama_cpp_python_server/``) must never be fitted on:
+Validation data (``calibration/data/published/validation_visible.json``,
+``calibration/data/this_machine/llama_cpp_python_server/`` and
+``calibration/data/sandbox_zen4/llama_server_load/``) must never be fitted on:
 :func:`load_measurements` refuses it.
 """
 
@@ -50,7 +51,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PUBLISHED_FILE = DATA_DIR / "published" / "microbenchmarks.json"
 # Paths (relative to DATA_DIR) holding validation data: never fitted on.
-VALIDATION_PATHS = ("published/validation_visible.json", "this_machine/llama_cpp_python_server/")
+VALIDATION_PATHS = (
+    "published/validation_visible.json",
+    "this_machine/llama_cpp_python_server/",
+    "sandbox_zen4/llama_server_load/",
+)
 
 
 class MeasurementError(ValueError):

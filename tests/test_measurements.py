@@ -435,7 +435,8 @@ def _readme_hashes() -> dict[str, str]:
 
 def test_every_copied_file_is_in_the_readme_with_its_sha256() -> None:
     listed = _readme_hashes()
-    authored = {"README.md", "this_machine/manifest.yaml", "vidur/manifest.yaml", "gpu/manifest.yaml"}
+    authored = {"README.md", "this_machine/manifest.yaml", "vidur/manifest.yaml", "gpu/manifest.yaml",
+                "sandbox_zen4/manifest.yaml"}
     copied = {
         p.relative_to(DATA_DIR).as_posix()
         for p in DATA_DIR.rglob("*")
@@ -449,4 +450,4 @@ def test_every_copied_file_is_in_the_readme_with_its_sha256() -> None:
 
 def test_data_stays_small() -> None:
     size = sum(p.stat().st_size for p in DATA_DIR.rglob("*") if p.is_file())
-    assert size < 8 * 2**20
+    assert size < 9 * 2**20  # 8.0 MiB before the sandbox_zen4 runs (2026-12-06), 7.1 MiB of it Vidur

@@ -79,8 +79,8 @@ def test_ngl0_with_op_offload_streams_only_batches_of_32() -> None:
     streamed = _cost(LlamaCppSpec(ctx_size=4096, n_gpu_layers=0, frontend=NO_FRONT)).cost
     assert isinstance(streamed, OffloadStepCost)
     for shape in DECODES + PROMPTS:
-        if shape.num_tokens < MIN_STREAM_TOKENS:
-            assert streamed.step_time(shape) == plain.step_time(shape)
+        if shape.num_tokens < MIN_STREAM_TOKENS:  # the same formula, summed in another order (1 ulp apart)
+            assert streamed.step_time(shape) == pytest.approx(plain.step_time(shape), rel=1e-12, abs=0)
         else:
             assert streamed.step_time(shape) != plain.step_time(shape)
     big = PROMPTS[-1]

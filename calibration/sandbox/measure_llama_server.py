@@ -19,7 +19,7 @@ CPU accounting from /proc: the server process, this load generator, and the rest
 (``cpu_foreign_cores``), in cores over the level's duration.
 
     python calibration/sandbox/measure_llama_server.py --server PATH/llama-server --model M.gguf \
-        --parallel 4 --users 2,4,8,16 --tag np4_t1 --out DIR
+        --parallel 4 --ctx 4096 --users 2,4,8,16 --requests 96 --tag np4_t1 --out DIR
 
 Needs only the standard library and numpy; ``llama-server`` is built from llama.cpp's sources
 (not a dependency of servesim).
@@ -172,6 +172,7 @@ def main() -> int:
     ap.add_argument("--users", default="1")
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--output", type=int, default=64)
+    ap.add_argument("--requests", type=int, default=64, help="requests per level (all users together)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,8 +190,7 @@ def main() -> int:
                 time.sleep(0.5)
         stream(port, prompt_ids(16, 999_999), 4)  # warm-up, not recorded
         for level, users in enumerate(int(u) for u in args.users.split(",")):
-            total = 64 if users <= 8 else 96
-            rows, cpu = run_level(port, server.pid, users, total, args.prompt, args.output, salt0=100_000 * (level + 1))
+            rows, cpu = run_level(port, server.pid, users, args.requests, args.prompt, args.output, salt0=100_000 * (level + 1))
             row = summarize(rows, cpu, tag=args.tag, concurrency=users, parallel=args.parallel, threads=args.threads,
                             prompt_tokens=args.prompt, max_tokens=args.output)
             print(json.dumps(row), flush=True)

@@ -69,7 +69,9 @@ def _plot(results: Sequence[CaseResult], path: Path) -> None:
     ax1.set_ylabel("predicted")
     ax1.set_title("servesim validation: predicted vs measured")
     ax1.legend(fontsize=6, frameon=False)
-    labels = [f"{cid}: {e.metric[:60]} {_sweep_text(e.sweep)}" for cid, e in rows]
+    multi = {r.id for r in results if len({e.server for e in r.expectations}) > 1}
+    labels = [f"{cid}{f' [{e.server}]' if cid in multi else ''}: {e.metric[:60]} {_sweep_text(e.sweep)}"
+              for cid, e in rows]
     y = np.arange(len(rows))
     errors = [e.error * 100 if math.isfinite(e.error) else 0.0 for _, e in rows]
     limit = max([150.0, *(e.bound * 150 for _, e in rows)])
