@@ -162,12 +162,10 @@ def test_any_cost_carries_the_in_engine_part_as_a_roofline_does() -> None:
 
 
 def test_a_tensor_parallel_server_gets_the_in_engine_part_too() -> None:
-    from sim.catalog import get_hardware, get_model
+    from sim.catalog import get_model, resolve_hardware
     from sim.engines.resolve import WithInEngineFrontend
     from sim.scenario import VllmSpec
     from sim.shapes import BatchShape
-
-    from sim.catalog import resolve_hardware
 
     hw, model = resolve_hardware("8x h100-sxm"), get_model("llama-3.1-70b")
     bare = resolve_server(VllmSpec(tensor_parallel_size=4, frontend={"profile": "none"}), model, hw)

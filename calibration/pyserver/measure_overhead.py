@@ -50,6 +50,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(url: str, timeout_s: float) -> None:
+    """Poll ``url`` every 0.5 s until it answers (a server loading its model), at most ``timeout_s``."""
+    for _ in range(int(timeout_s / 0.5)):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.5)
+
+
 def prompt_ids(n: int, salt: int) -> list[int]:
     """n token ids, distinct per request so that no prefix is reused (BOS first)."""
     return [1] + [300 + (salt * 7919 + 13 * i) % 40000 for i in range(n - 1)]
@@ -145,12 +155,7 @@ def main() -> int:
         stdout=subprocess.DEVNULL, stderr=(out / "server.log").open("w"))
     rows, summary = [], {}
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_ready(f"http://127.0.0.1:{port}/v1/models", 60.0)
         stream(port, prompt_text(16, 12345), 4)  # warm-up
         for p, n in WORKLOADS:
             ttfts, tpots = [], []

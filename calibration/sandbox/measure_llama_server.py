@@ -21,8 +21,9 @@ CPU accounting from /proc: the server process, this load generator, and the rest
     python calibration/sandbox/measure_llama_server.py --server PATH/llama-server --model M.gguf \
         --parallel 4 --ctx 4096 --users 2,4,8,16 --requests 96 --tag np4_t1 --out DIR
 
-Needs only the standard library and numpy; ``llama-server`` is built from llama.cpp's sources
-(not a dependency of servesim).
+Needs numpy and ``gguf`` (through ``calibration/pyserver/``'s helpers, shared with the Python
+server's measurement); ``llama-server`` is built from llama.cpp's sources (not a dependency of
+servesim).
 """
 
 from __future__ import annotations
@@ -32,14 +33,21 @@ import csv
 import json
 import os
 import platform
-import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pyserver"))
+from measure_overhead import (  # the same prompts, port choice and readiness poll
+    free_port,
+    prompt_ids,
+    wait_ready,
+)
 
 FIELDS = (
     "tag", "concurrency", "parallel", "threads", "prompt_tokens", "max_tokens", "requests_total", "requests_ok",
@@ -48,17 +56,6 @@ FIELDS = (
     "server_prompt_ms_p50", "server_predicted_per_token_ms_p50", "cpu_busy_cores", "cpu_server_cores",
     "cpu_loadgen_cores", "cpu_foreign_cores", "loadavg_end", "date",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def prompt_ids(n: int, salt: int) -> list[int]:
-    """n distinct token ids per request (BOS first), so that no prefix is reused."""
-    return [1] + [300 + (salt * 7919 + 13 * i) % 40000 for i in range(n - 1)]
 
 
 def stream(port: int, ids: list[int], n: int) -> dict:
@@ -182,12 +179,7 @@ def main() -> int:
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(out / f"{args.tag}_server.log").open("w"))
     summary_path = out / "summary.csv"
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_ready(f"http://127.0.0.1:{port}/health", 120.0)
         stream(port, prompt_ids(16, 999_999), 4)  # warm-up, not recorded
         for level, users in enumerate(int(u) for u in args.users.split(",")):
             rows, cpu = run_level(port, server.pid, users, args.requests, args.prompt, args.output, salt0=100_000 * (level + 1))
