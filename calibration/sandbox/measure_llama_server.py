@@ -82,6 +82,46 @@ def stream(port: int, ids: list[int], n: int) -> dict:
             "server_prompt_ms": timings.get("prompt_ms"), "server_predicted_per_token_ms": timings.get("predicted_per_token_ms")}
 
 
+def stream_openai(port: int, ids: list[int], n: int) -> dict:
+    """One streamed OpenAI ``/v1/completions`` (vLLM's server): client-side TTFT and e2e, and the
+    completion tokens from the final usage chunk (a slow reader may get several tokens per chunk)."""
+    body = json.dumps({"model": "smol", "prompt": ids, "max_tokens": n, "min_tokens": n, "ignore_eos": True,
+                       "stream": True, "temperature": 0.0, "stream_options": {"include_usage": True}}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    first, tokens = None, 0
+    with urllib.request.urlopen(req, timeout=900) as resp:
+        for raw in resp:
+            line = raw.decode().strip()
+            if not line.startswith("data:") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[5:])
+            if chunk.get("choices") and chunk["choices"][0].get("text") and first is None:
+                first = time.perf_counter() - t0
+            if chunk.get("usage"):
+                tokens = int(chunk["usage"]["completion_tokens"])
+    return {"t_send": t0, "ttft_s": first, "e2e_s": time.perf_counter() - t0, "tokens": tokens,
+            "server_prompt_ms": None, "server_predicted_per_token_ms": None}
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (vLLM's API server starts its engine core as a child)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return out
+
+
 def cpu_ticks(pid: int) -> tuple[int, int, int]:
     """(busy ticks of the whole machine, of process ``pid``, of this process)."""
     fields = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
@@ -92,10 +132,20 @@ def cpu_ticks(pid: int) -> tuple[int, int, int]:
         parts = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         return int(parts[11]) + int(parts[12])  # utime + stime
 
-    return busy, proc(pid), proc("self")
+    def tree(p: int) -> int:
+        total = 0
+        for q in _tree(p):
+            try:
+                total += proc(q)
+            except OSError:  # ended meanwhile
+                continue
+        return total
+
+    return busy, tree(pid), proc("self")
 
 
-def run_level(port: int, server_pid: int, users: int, total: int, prompt: int, output: int, salt0: int) -> tuple[list[dict], dict]:
+def run_level(port: int, server_pid: int, users: int, total: int, prompt: int, output: int, salt0: int,
+              send=stream) -> tuple[list[dict], dict]:
     lock = threading.Lock()
     state = {"next": 0}
     rows: list[dict] = []
@@ -108,7 +158,7 @@ def run_level(port: int, server_pid: int, users: int, total: int, prompt: int, o
                     return
                 state["next"] += 1
             try:
-                r = stream(port, prompt_ids(prompt, salt0 + i), output)
+                r = send(port, prompt_ids(prompt, salt0 + i), output)
                 r.update(user=u, seq=i, status="ok" if r["tokens"] == output else "short")
             except OSError as exc:  # a refused or dropped request: recorded, not retried
                 r = {"user": u, "seq": i, "status": f"error: {exc}", "t_send": None, "ttft_s": None,
@@ -159,8 +209,8 @@ def summarize(rows: list[dict], cpu: dict, **info) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--server", required=True, help="path to the llama-server binary")
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--server", help="path to the llama-server binary (--api llama)")
+    ap.add_argument("--model", help="GGUF file (--api llama)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--tag", required=True)
     ap.add_argument("--threads", type=int, default=1)
@@ -170,46 +220,65 @@ def main() -> int:
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--output", type=int, default=64)
     ap.add_argument("--requests", type=int, default=64, help="requests per level (all users together)")
+    ap.add_argument("--api", choices=("llama", "openai"), default="llama",
+                    help="llama: launch llama-server (--server) and use /completion; openai: a server already "
+                         "listening on --port (e.g. vllm serve ... --served-model-name smol), /v1/completions")
+    ap.add_argument("--port", type=int, help="with --api openai: the running server's port")
+    ap.add_argument("--server-pid", type=int, help="with --api openai: its process id (CPU accounting)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cmd = [args.server, "-m", args.model, "-t", str(args.threads), "-tb", str(args.threads), "-c", str(args.ctx),
-           "-np", str(args.parallel), "--port", str(port), "--host", "127.0.0.1", "--no-webui"]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(out / f"{args.tag}_server.log").open("w"))
-    summary_path = out / "summary.csv"
+    if args.api == "openai":
+        if args.port is None or args.server_pid is None:
+            ap.error("--api openai needs --port and --server-pid of the running server")
+        port, pid, send, server, command = args.port, args.server_pid, stream_openai, None, "external (see the data README)"
+    else:
+        if args.server is None or args.model is None:
+            ap.error("--api llama needs --server and --model")
+        port = free_port()
+        cmd = [args.server, "-m", args.model, "-t", str(args.threads), "-tb", str(args.threads), "-c", str(args.ctx),
+               "-np", str(args.parallel), "--port", str(port), "--host", "127.0.0.1", "--no-webui"]
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=(out / f"{args.tag}_server.log").open("w"))
+        pid, send = server.pid, stream
+        command = " ".join(["llama-server", "-m", Path(args.model).name, *cmd[3:]])
     try:
         wait_ready(f"http://127.0.0.1:{port}/health", 120.0)
-        stream(port, prompt_ids(16, 999_999), 4)  # warm-up, not recorded
+        send(port, prompt_ids(16, 999_999), 4)  # warm-up, not recorded
         for level, users in enumerate(int(u) for u in args.users.split(",")):
-            rows, cpu = run_level(port, server.pid, users, args.requests, args.prompt, args.output, salt0=100_000 * (level + 1))
+            rows, cpu = run_level(port, pid, users, args.requests, args.prompt, args.output,
+                                  salt0=100_000 * (level + 1), send=send)
             row = summarize(rows, cpu, tag=args.tag, concurrency=users, parallel=args.parallel, threads=args.threads,
                             prompt_tokens=args.prompt, max_tokens=args.output)
             print(json.dumps(row), flush=True)
-            new = not summary_path.exists()
-            with summary_path.open("a", newline="") as f:
-                wr = csv.DictWriter(f, fieldnames=FIELDS)
-                if new:
-                    wr.writeheader()
-                wr.writerow({k: row.get(k, "") for k in FIELDS})
-            with (out / f"{args.tag}_c{users}_requests.csv").open("w", newline="") as f:
-                keys = ("user", "seq", "t_send", "ttft_s", "e2e_s", "tokens", "server_prompt_ms",
-                        "server_predicted_per_token_ms", "status")
-                wr = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-                wr.writeheader()
-                t_first = min(r["t_send"] for r in rows if r["t_send"] is not None)
-                for r in sorted(rows, key=lambda r: r["seq"]):
-                    r = dict(r, t_send=None if r["t_send"] is None else round(r["t_send"] - t_first, 6))
-                    wr.writerow(r)
+            _write(out, args.tag, users, row, rows)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
     (out / f"{args.tag}_machine.json").write_text(json.dumps({
         "platform": platform.platform(), "cpu_family_model": _cpu_family(), "cores": os.cpu_count(),
-        "command": " ".join(cmd[:1] + [Path(cmd[2]).name if c == args.model else c for c in cmd[1:]]),
-        "date": time.strftime("%Y-%m-%d"),
+        "command": command, "date": time.strftime("%Y-%m-%d"),
     }, indent=2))
     return 0
+
+
+def _write(out: Path, tag: str, users: int, row: dict, rows: list[dict]) -> None:
+    """Append the level's summary row to summary.csv and write its per-request file."""
+    summary_path = out / "summary.csv"
+    new = not summary_path.exists()
+    with summary_path.open("a", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=FIELDS)
+        if new:
+            wr.writeheader()
+        wr.writerow({k: row.get(k, "") for k in FIELDS})
+    with (out / f"{tag}_c{users}_requests.csv").open("w", newline="") as f:
+        keys = ("user", "seq", "t_send", "ttft_s", "e2e_s", "tokens", "server_prompt_ms",
+                "server_predicted_per_token_ms", "status")
+        wr = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        wr.writeheader()
+        t_first = min(r["t_send"] for r in rows if r["t_send"] is not None)
+        for r in sorted(rows, key=lambda r: r["seq"]):
+            wr.writerow(dict(r, t_send=None if r["t_send"] is None else round(r["t_send"] - t_first, 6)))
 
 
 def _cpu_family() -> str:
