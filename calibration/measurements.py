@@ -55,6 +55,7 @@ VALIDATION_PATHS = (
     "published/validation_visible.json",
     "this_machine/llama_cpp_python_server/",
     "sandbox_zen4/llama_server_load/",
+    "sandbox_zen4/vllm_server_load/",
 )
 
 
