@@ -153,6 +153,7 @@ def test_conservation_and_totals_fleet_wide() -> None:
     {"kind": "paged_batching", "router": {"kind": "round_robin", "interval_s": 1.0}},
     {"kind": "paged_batching", "router": {"kind": "llm_d", "queue_weight": 0, "kv_weight": 0, "prefix_weight": 0}},
     {"kind": "paged_batching", "router": {"kind": "llm_d", "interval_s": -1}},
+    {"kind": "paged_batching", "router": {"kind": "least_loaded", "interval_s": 1e-6}},  # a scrape per microsecond
 ])
 def test_bad_fleet_input_is_a_clean_error(bad: dict[str, Any]) -> None:
     with pytest.raises(ScenarioError) as err:

