@@ -55,9 +55,6 @@ class FrontendPoint:
     software: str
     date: str
     formula: str
-    pooled: bool = True
-    """False: the engine time subtracted was measured in another process layout than the server's,
-    so the point holds only for its own machine (its machine profile), not for the class profiles."""
 
 
 def _bench_pp_pl1(path: Path, pp: int) -> tuple[float, float, int]:
@@ -103,19 +100,17 @@ def _llama_server_points() -> list[FrontendPoint]:
     return out
 
 
-_VLLM_SERVER_RUNS = (  # (folder under DATA_DIR, single-user server summary, machine, date, pooled)
-    ("this_machine/vllm_cpu", "single_stream.csv", MACHINE, "2026-11-25", True),
-    # The sandbox's offline bench ran the engine core in process (so that a run's requests are all
-    # queued before its first step); the server runs it in its own process beside the API server on
-    # the same two cores, which made its B=1 prefill 164 ms against 100 ms in process. Its points
-    # measure that layout difference as much as the API server's work: machine-specific only.
-    ("sandbox_zen4/vllm_cpu", "server_single_user.csv", "epyc-zen4-2c-vm", "2026-12-06", False),
+_VLLM_SERVER_RUNS = (  # (folder under DATA_DIR, single-user server summary, machine, date)
+    ("this_machine/vllm_cpu", "single_stream.csv", MACHINE, "2026-11-25"),
+    # step_bench.jsonl there runs the engine core in its own process, as the server does (its first
+    # bench ran it in process, which put the layout difference into the front end; see the README)
+    ("sandbox_zen4/vllm_cpu", "server_single_user.csv", "epyc-zen4-2c-vm", "2026-12-06"),
 )
 
 
 def _vllm_cpu_points() -> list[FrontendPoint]:
     out = []
-    for sub, name, machine, date, pooled in _VLLM_SERVER_RUNS:
+    for sub, name, machine, date in _VLLM_SERVER_RUNS:
         folder = DATA_DIR / sub
         server, bench = folder / name, folder / "step_bench.jsonl"
         rows = [json.loads(line) for line in bench.read_text().splitlines() if line.strip()]
@@ -136,11 +131,9 @@ def _vllm_cpu_points() -> list[FrontendPoint]:
             sha = f"{file_sha256(server)[:16]} / {file_sha256(bench)[:16]}"
             ttft, tpot = float(s["ttft_p50_s"]), float(s["tpot_p50_ms"]) * 1e-3
             out.append(FrontendPoint("vllm", "cpu", "request_s", ttft - t_pp, src, sha, machine, VLLM_SOFTWARE,
-                                     date, f"TTFT p50 {ttft * 1e3:.1f} ms - offline prefill {t_pp * 1e3:.1f} ms",
-                                     pooled))
+                                     date, f"TTFT p50 {ttft * 1e3:.1f} ms - offline prefill {t_pp * 1e3:.1f} ms"))
             out.append(FrontendPoint("vllm", "cpu", "step_s", tpot - t_dec, src, sha, machine, VLLM_SOFTWARE,
-                                     date, f"TPOT p50 {tpot * 1e3:.2f} ms - offline decode step {t_dec * 1e3:.2f} ms",
-                                     pooled))
+                                     date, f"TPOT p50 {tpot * 1e3:.2f} ms - offline decode step {t_dec * 1e3:.2f} ms"))
     return out
 
 
@@ -220,8 +213,7 @@ def fit_frontend(points: list[FrontendPoint] | None = None) -> list[dict[str, An
                                 "note": note}
         for quantity in ("request_s", "token_s", "step_s"):
             keys = sources.get(quantity)
-            used = [p for p in points if p.quantity == quantity and p.pooled
-                    and (p.engine, p.hardware_class) in (keys or [])]
+            used = [p for p in points if p.quantity == quantity and (p.engine, p.hardware_class) in (keys or [])]
             if not used:
                 entry[quantity] = 0.0
                 prov[quantity] = "0: no measurement (see note)" if keys is None else "0: no points"
@@ -245,7 +237,7 @@ def _machine_profiles(points: list[FrontendPoint], today: str) -> list[dict[str,
             continue
         own = [p for p in points if p.engine == engine and p.hardware_class == "cpu"]
         machines = sorted({p.hardware for p in own})
-        if len(machines) < 2 and all(p.pooled for p in own):
+        if len(machines) < 2:
             continue
         for machine in machines:
             entry: dict[str, Any] = {"id": f"frontend-{engine}-{machine}", "engine": engine, "hardware": machine,

@@ -248,16 +248,3 @@ def test_sandbox_single_user_vllm_run_is_reproduced() -> None:
     assert res.metrics["median_ttft_ms"] == pytest.approx(float(row["ttft_p50_s"]) * 1e3, rel=0.10)
     assert res.metrics["median_tpot_ms"] == pytest.approx(float(row["tpot_p50_ms"]), rel=0.10)
     assert res.metrics["median_e2el_ms"] == pytest.approx(float(row["e2e_p50_s"]) * 1e3, rel=0.10)
-
-
-def test_points_measured_in_another_process_layout_stay_on_their_machine() -> None:
-    """The sandbox's vLLM points (offline engine in process, server engine in its own process) are
-    in the sandbox's machine profile only: the class profiles are the medians of pooled points."""
-    points = frontend_points()
-    local = [p for p in points if not p.pooled]
-    assert local and {p.hardware for p in local} == {"epyc-zen4-2c-vm"}
-    by_id = {e["id"]: e for e in fit_frontend(points)}
-    pooled = [p.value_s for p in points if p.pooled and p.engine == "vllm" and p.quantity == "request_s"]
-    assert by_id["frontend-vllm-cpu"]["request_s"] == pytest.approx(max(0.0, float(np.median(pooled))), abs=2e-6)
-    own = [p.value_s for p in local if p.quantity == "request_s"]
-    assert by_id["frontend-vllm-epyc-zen4-2c-vm"]["request_s"] == pytest.approx(float(np.median(own)), abs=2e-6)
