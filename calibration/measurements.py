@@ -56,6 +56,7 @@ VALIDATION_PATHS = (
     "this_machine/llama_cpp_python_server/",
     "sandbox_zen4/llama_server_load/",
     "sandbox_zen4/vllm_server_load/",
+    "sandbox_zen4/vllm_server_load_2/",
 )
 
 

@@ -71,15 +71,16 @@ def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: Hardwa
             front = FRONTEND_NONE
     except ValueError as err:
         raise EngineError(f"server {spec.label!r}: frontend.profile: {err}") from None
+    fitted = front is not FRONTEND_NONE  # a fitted profile applies (its numbers may be zero)
     if fs is not None:
         changes = {k: v for k, v in fs.model_dump().items() if k != "profile" and v is not None}
         if changes:
             front = replace(front, id=f"{front.id} (overridden: {', '.join(sorted(changes))})", **changes)
     resolved.frontend = front
+    if fitted or not front.is_zero:  # say which front end priced the run, a zero profile included
+        resolved.notes["frontend"] = front.describe()
     if front.is_zero:
         return resolved
-    note = front.describe()
-    resolved.notes["frontend"] = note
     if not (front.token_s or front.step_s) or resolved.cost is None:
         return resolved
     if isinstance(resolved.cost, OffloadStepCost):  # GPU + host CPU

@@ -34,11 +34,11 @@ class RouterSpec(Spec):
     """Requests the router works on at once (None: unlimited); the rest wait FCFS."""
     max_queue: int | None = Field(ge=0, default=None)
     """Requests that may wait for the router before it answers 503 (None: unbounded)."""
-    interval_s: float | None = Field(ge=0.01, default=None)
+    interval_s: float | None = Field(ge=0.005, default=None)
     """Seconds between scrapes of the replicas' metrics (llm_d 0.05, least_loaded 0.05;
     power_of_two: compare scraped loads instead of router-local counts when set). At least
-    0.01: no router scrapes faster (llm-d polls every 50 ms), and each scrape is an event of the
-    simulation, so a far smaller value would only make a run crawl."""
+    0.005 (a tenth of llm-d's 50 ms poll): each scrape is an event of the simulation, so a far
+    smaller value would only make a run crawl."""
     queue_weight: float = Field(ge=0, default=2.0)
     """llm_d: weight of the queue scorer."""
     kv_weight: float = Field(ge=0, default=2.0)
