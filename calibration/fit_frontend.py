@@ -79,24 +79,40 @@ _LLAMA_SERVER_RUNS = (  # (folder under DATA_DIR, single-user server summary, ma
 )
 
 
+def _one_user_rows(server: Path) -> list[dict[str, str]]:
+    """The rows of a single-user server summary; any other user count is refused (it is load data)."""
+    rows = list(csv.DictReader(server.read_text().splitlines()))
+    for row in rows:
+        if int(row["concurrency"]) != 1:
+            raise ValueError(f"{server}: row {row['tag']} has {row['concurrency']} users; only 1-user runs are calibration")
+    return rows
+
+
+def _server_points(engine: str, per_token: str, row: dict[str, str], t_pp: float, t_dec: float, src: str, sha: str,
+                   machine: str, software: str, date: str, what: str) -> list[FrontendPoint]:
+    """A server row's request time (TTFT - the engine's prefill) and per-token or per-step time
+    (TPOT - the engine's decode step), ``what`` naming the engine-side measurement."""
+    ttft, tpot = float(row["ttft_p50_s"]), float(row["tpot_p50_ms"]) * 1e-3
+    return [
+        FrontendPoint(engine, "cpu", "request_s", ttft - t_pp, src, sha, machine, software, date,
+                      f"TTFT p50 {ttft * 1e3:.1f} ms - {what}prefill {t_pp * 1e3:.1f} ms"),
+        FrontendPoint(engine, "cpu", per_token, tpot - t_dec, src, sha, machine, software, date,
+                      f"TPOT p50 {tpot * 1e3:.2f} ms - {what}decode step {t_dec * 1e3:.2f} ms"),
+    ]
+
+
 def _llama_server_points() -> list[FrontendPoint]:
     out = []
     for sub, name, machine, date in _LLAMA_SERVER_RUNS:
         folder = DATA_DIR / sub
         server = folder / name
-        for row in csv.DictReader(server.read_text().splitlines()):
-            if int(row["concurrency"]) != 1:
-                raise ValueError(f"{server}: row {row['tag']} has {row['concurrency']} users; only 1-user runs are calibration")
+        for row in _one_user_rows(server):
             bench = folder / _LLAMA_BENCH[row["tag"]]
             prompt = int(row["prompt_tokens"])
             t_pp, t_dec, _ = _bench_pp_pl1(bench, prompt)
             src = f"{repo_relative(server)} row {row['tag']} - {repo_relative(bench)} pp={prompt} pl=1"
             sha = f"{file_sha256(server)[:16]} / {file_sha256(bench)[:16]}"
-            ttft, tpot = float(row["ttft_p50_s"]), float(row["tpot_p50_ms"]) * 1e-3
-            out.append(FrontendPoint("llama.cpp", "cpu", "request_s", ttft - t_pp, src, sha, machine, LLAMA_SOFTWARE,
-                                     date, f"TTFT p50 {ttft * 1e3:.1f} ms - prefill {t_pp * 1e3:.1f} ms"))
-            out.append(FrontendPoint("llama.cpp", "cpu", "token_s", tpot - t_dec, src, sha, machine, LLAMA_SOFTWARE,
-                                     date, f"TPOT p50 {tpot * 1e3:.2f} ms - decode step {t_dec * 1e3:.2f} ms"))
+            out += _server_points("llama.cpp", "token_s", row, t_pp, t_dec, src, sha, machine, LLAMA_SOFTWARE, date, "")
     return out
 
 
@@ -114,9 +130,7 @@ def _vllm_cpu_points() -> list[FrontendPoint]:
         folder = DATA_DIR / sub
         server, bench = folder / name, folder / "step_bench.jsonl"
         rows = [json.loads(line) for line in bench.read_text().splitlines() if line.strip()]
-        for s in csv.DictReader(server.read_text().splitlines()):
-            if int(s["concurrency"]) != 1:
-                raise ValueError(f"{server}: row {s['tag']} has {s['concurrency']} users; only 1-user runs are calibration")
+        for s in _one_user_rows(server):
             threads = int(s["tag"].rsplit("_t", 1)[1])
             prompt = int(s["prompt_tokens"])
             pre = [r["t_prefill_s"] for r in rows
@@ -125,15 +139,11 @@ def _vllm_cpu_points() -> list[FrontendPoint]:
                    if r["threads"] == threads and r["B"] == 1 and r["PP"] == prompt and r["suite"] == "a"]
             if not pre or not dec:  # no offline measurement with these threads: nothing to subtract
                 continue
-            t_pp, t_dec = statistics.median(pre), statistics.median(dec)
             src = (f"{repo_relative(server)} row {s['tag']} - {repo_relative(bench)} B=1 PP={prompt} "
                    f"(median of {len(pre)} / {len(dec)} runs)")
             sha = f"{file_sha256(server)[:16]} / {file_sha256(bench)[:16]}"
-            ttft, tpot = float(s["ttft_p50_s"]), float(s["tpot_p50_ms"]) * 1e-3
-            out.append(FrontendPoint("vllm", "cpu", "request_s", ttft - t_pp, src, sha, machine, VLLM_SOFTWARE,
-                                     date, f"TTFT p50 {ttft * 1e3:.1f} ms - offline prefill {t_pp * 1e3:.1f} ms"))
-            out.append(FrontendPoint("vllm", "cpu", "step_s", tpot - t_dec, src, sha, machine, VLLM_SOFTWARE,
-                                     date, f"TPOT p50 {tpot * 1e3:.2f} ms - offline decode step {t_dec * 1e3:.2f} ms"))
+            out += _server_points("vllm", "step_s", s, statistics.median(pre), statistics.median(dec), src, sha,
+                                  machine, VLLM_SOFTWARE, date, "offline ")
     return out
 
 

@@ -211,40 +211,32 @@ def test_single_user_server_runs_are_reproduced_within_the_machine_drift(tag: st
         front.request_s * 1e3 + front.token_s * 1e3 + front.step_s * 1e3, rel=1e-6)
 
 
-@pytest.mark.parametrize("tag", ["np1_t1", "np4_t1"])
+_SANDBOX = {  # tag -> (summary file under sandbox_zen4/, server spec, expected front-end profile)
+    "np1_t1": ("llama_cpp/server_single_user.csv", {"engine": "llama.cpp", "version": "b7600", "quantization": "f16",
+                                                    "threads": 1, "parallel": 1, "ctx_size": 2048}, "llama.cpp"),
+    "np4_t1": ("llama_cpp/server_single_user.csv", {"engine": "llama.cpp", "version": "b7600", "quantization": "f16",
+                                                    "threads": 1, "parallel": 4, "ctx_size": 4096}, "llama.cpp"),
+    "vllm_t1": ("vllm_cpu/server_single_user.csv", {"engine": "vllm", "version": "0.32.0", "dtype": "bfloat16",
+                                                    "threads": 1, "max_num_seqs": 16, "max_num_batched_tokens": 2048,
+                                                    "max_model_len": 1024}, "vllm"),
+}
+
+
+@pytest.mark.parametrize("tag", list(_SANDBOX))
 def test_sandbox_single_user_server_runs_are_reproduced(tag: str) -> None:
-    """The sandbox's one-user llama-server runs (calibration: its own profile and front end were
-    fitted on its batched-bench and these rows): TTFT, TPOT and e2e within 10 %."""
+    """The sandbox's one-user server runs (calibration: its own cost profiles and front ends were
+    fitted on its benches and these rows): TTFT, TPOT and e2e within 10 %, with the machine's
+    own front-end profile."""
     import csv
 
     from calibration.measurements import DATA_DIR
 
-    path = DATA_DIR / "sandbox_zen4" / "llama_cpp" / "server_single_user.csv"
-    row = {r["tag"]: r for r in csv.DictReader(path.read_text().splitlines())}[tag]
-    spec = {"engine": "llama.cpp", "version": "b7600", "quantization": "f16", "threads": 1,
-            "parallel": int(row["parallel"]), "ctx_size": {"np1_t1": 2048, "np4_t1": 4096}[tag]}
+    name, spec, engine = _SANDBOX[tag]
+    rows = csv.DictReader((DATA_DIR / "sandbox_zen4" / name).read_text().splitlines())
+    row = {r["tag"]: r for r in rows}[tag]
     res = _run(spec, arrival={"kind": "closed_loop", "users": 1, "think_time_s": 0}, prompt=128, output=64,
                num_requests=24, model="smollm2-135m", hardware="epyc-zen4-2c-vm")
-    assert res.notes["frontend"].startswith("frontend-llama.cpp-epyc-zen4-2c-vm")
-    assert res.metrics["median_ttft_ms"] == pytest.approx(float(row["ttft_p50_s"]) * 1e3, rel=0.10)
-    assert res.metrics["median_tpot_ms"] == pytest.approx(float(row["tpot_p50_ms"]), rel=0.10)
-    assert res.metrics["median_e2el_ms"] == pytest.approx(float(row["e2e_p50_s"]) * 1e3, rel=0.10)
-
-
-def test_sandbox_single_user_vllm_run_is_reproduced() -> None:
-    """The sandbox's one-user vLLM server run (calibration: the machine's vLLM profile and front
-    end were fitted on its step bench and this row): TTFT, TPOT and e2e within 10 %."""
-    import csv
-
-    from calibration.measurements import DATA_DIR
-
-    path = DATA_DIR / "sandbox_zen4" / "vllm_cpu" / "server_single_user.csv"
-    row = next(iter(csv.DictReader(path.read_text().splitlines())))
-    spec = {"engine": "vllm", "version": "0.32.0", "dtype": "bfloat16", "threads": 1, "max_num_seqs": 16,
-            "max_num_batched_tokens": 2048, "max_model_len": 1024}
-    res = _run(spec, arrival={"kind": "closed_loop", "users": 1, "think_time_s": 0}, prompt=128, output=64,
-               num_requests=24, model="smollm2-135m", hardware="epyc-zen4-2c-vm")
-    assert res.notes["frontend"].startswith("frontend-vllm-epyc-zen4-2c-vm")
+    assert res.notes["frontend"].startswith(f"frontend-{engine}-epyc-zen4-2c-vm")
     assert res.metrics["median_ttft_ms"] == pytest.approx(float(row["ttft_p50_s"]) * 1e3, rel=0.10)
     assert res.metrics["median_tpot_ms"] == pytest.approx(float(row["tpot_p50_ms"]), rel=0.10)
     assert res.metrics["median_e2el_ms"] == pytest.approx(float(row["e2e_p50_s"]) * 1e3, rel=0.10)
