@@ -212,6 +212,16 @@ _PROFILES: tuple[tuple[str, str, str, bool, dict[str, list[tuple[str, str]]], st
 )
 
 
+def _put(entry: dict[str, Any], prov: dict[str, Any], quantity: str, used: list[FrontendPoint], none: str) -> None:
+    """A profile's ``quantity``: the median of its points clipped at zero, with the points as its
+    provenance; zero with the reason ``none`` when there are none."""
+    if not used:
+        entry[quantity], prov[quantity] = 0.0, none
+        return
+    entry[quantity] = round(max(0.0, statistics.median(p.value_s for p in used)), 6)
+    prov[quantity] = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(p).items()} for p in used]
+
+
 def fit_frontend(points: list[FrontendPoint] | None = None) -> list[dict[str, Any]]:
     """The profiles (median of their points per quantity), with provenance."""
     points = frontend_points() if points is None else points
@@ -224,13 +234,7 @@ def fit_frontend(points: list[FrontendPoint] | None = None) -> list[dict[str, An
         for quantity in ("request_s", "token_s", "step_s"):
             keys = sources.get(quantity)
             used = [p for p in points if p.quantity == quantity and (p.engine, p.hardware_class) in (keys or [])]
-            if not used:
-                entry[quantity] = 0.0
-                prov[quantity] = "0: no measurement (see note)" if keys is None else "0: no points"
-                continue
-            entry[quantity] = round(max(0.0, statistics.median(p.value_s for p in used)), 6)
-            prov[quantity] = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(p).items()}
-                              for p in used]
+            _put(entry, prov, quantity, used, "0: no measurement (see note)" if keys is None else "0: no points")
         entry["provenance"] = prov
         out.append(entry)
     out.extend(_machine_profiles(points, today))
@@ -256,10 +260,8 @@ def _machine_profiles(points: list[FrontendPoint], today: str) -> list[dict[str,
                 "method": "median of this machine's own points (calibration/fit_frontend.py)", "fit_date": today,
                 "note": f"{machine}'s own server runs; {pid} pools {', '.join(machines)}."}
             for quantity in ("request_s", "token_s", "step_s"):
-                used = [p for p in own if p.hardware == machine and p.quantity == quantity]
-                entry[quantity] = round(max(0.0, statistics.median(p.value_s for p in used)), 6) if used else 0.0
-                prov[quantity] = ([{k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(p).items()}
-                                   for p in used] if used else "0: no points")
+                _put(entry, prov, quantity, [p for p in own if p.hardware == machine and p.quantity == quantity],
+                     "0: no points")
             entry["provenance"] = prov
             out.append(entry)
     return out

@@ -16,9 +16,8 @@ Conventions shared by all readers:
   ``prefill_context_tokens`` and ``n * (past + (n + 1) / 2)`` to ``prefill_attention_pairs``.
 * Averaged rows (``num_steps > 1``) carry the mean context, rounded half up.
 
-Validation data (``calibration/data/published/validation_visible.json``,
-``calibration/data/this_machine/llama_cpp_python_server/`` and
-``calibration/data/sandbox_zen4/llama_server_load/``) must never be fitted on:
+Validation data (the paths of :data:`VALIDATION_PATHS` under ``calibration/data/``) must never be
+fitted on:
 :func:`load_measurements` refuses it.
 """
 

@@ -451,3 +451,13 @@ def test_every_copied_file_is_in_the_readme_with_its_sha256() -> None:
 def test_data_stays_small() -> None:
     size = sum(p.stat().st_size for p in DATA_DIR.rglob("*") if p.is_file())
     assert size < 9 * 2**20  # 8.0 MiB before the sandbox_zen4 runs (2026-12-06), 7.1 MiB of it Vidur
+
+
+def test_the_data_readme_names_every_validation_path() -> None:
+    """The data README's sentence on what the readers refuse lists exactly VALIDATION_PATHS."""
+    from calibration.measurements import VALIDATION_PATHS
+
+    text = (DATA_DIR / "README.md").read_text()
+    start = text.index("validation files (")
+    listed = set(re.findall(r"`([^`]+)`", text[start:text.index("no manifest lists them", start)]))
+    assert set(VALIDATION_PATHS) <= listed

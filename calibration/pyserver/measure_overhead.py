@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,6 +59,20 @@ def wait_ready(url: str, timeout_s: float) -> None:
             return
         except OSError:
             time.sleep(0.5)
+
+
+def sse_chunks(resp) -> Iterator[dict]:
+    """The JSON objects of a server-sent-events response, one per ``data:`` line (``[DONE]`` skipped)."""
+    for raw in resp:
+        line = raw.decode().strip()
+        if line.startswith("data:") and line != "data: [DONE]":
+            yield json.loads(line[5:])
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores; idle and iowait excluded), /proc/stat."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def prompt_ids(n: int, salt: int) -> list[int]:
@@ -125,11 +140,7 @@ def stream(port: int, prompt: str, max_tokens: int) -> tuple[float, list[float],
     t0 = time.perf_counter()
     stamps = []
     with urllib.request.urlopen(req, timeout=600) as resp:
-        for raw in resp:
-            line = raw.decode().strip()
-            if not line.startswith("data:") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[5:])
+        for chunk in sse_chunks(resp):
             if chunk.get("choices") and chunk["choices"][0].get("text"):  # the final chunk is empty
                 stamps.append(time.perf_counter() - t0)
     return stamps[0], stamps, len(stamps)

@@ -43,9 +43,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pyserver"))
-from measure_overhead import (  # the same prompts, port choice and readiness poll
+from measure_overhead import (  # the same prompts, port choice, readiness poll, SSE reader and CPU clock
+    busy_seconds,
     free_port,
     prompt_ids,
+    sse_chunks,
     wait_ready,
 )
 
@@ -67,11 +69,7 @@ def stream(port: int, ids: list[int], n: int) -> dict:
     t0 = time.perf_counter()
     first, tokens, timings = None, 0, {}
     with urllib.request.urlopen(req, timeout=900) as resp:
-        for raw in resp:
-            line = raw.decode().strip()
-            if not line.startswith("data:"):
-                continue
-            chunk = json.loads(line[5:])
+        for chunk in sse_chunks(resp):
             if chunk.get("content") or chunk.get("tokens"):
                 tokens += 1
                 if first is None:
@@ -92,11 +90,7 @@ def stream_openai(port: int, ids: list[int], n: int) -> dict:
     t0 = time.perf_counter()
     first, tokens = None, 0
     with urllib.request.urlopen(req, timeout=900) as resp:
-        for raw in resp:
-            line = raw.decode().strip()
-            if not line.startswith("data:") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[5:])
+        for chunk in sse_chunks(resp):
             if chunk.get("choices") and chunk["choices"][0].get("text") and first is None:
                 first = time.perf_counter() - t0
             if chunk.get("usage"):
@@ -122,18 +116,17 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_ticks(pid: int) -> tuple[int, int, int]:
-    """(busy ticks of the whole machine, of process ``pid``, of this process)."""
-    fields = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
-    vals = [int(x) for x in fields]
-    busy = sum(vals) - vals[3] - vals[4]  # minus idle and iowait
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """CPU seconds used so far by the whole machine, by process ``pid`` and its children, and by
+    this process."""
+    hz = os.sysconf("SC_CLK_TCK")
 
-    def proc(p: int | str) -> int:
+    def proc(p: int | str) -> float:
         parts = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(parts[11]) + int(parts[12])  # utime + stime
+        return (int(parts[11]) + int(parts[12])) / hz  # utime + stime
 
-    def tree(p: int) -> int:
-        total = 0
+    def tree(p: int) -> float:
+        total = 0.0
         for q in _tree(p):
             try:
                 total += proc(q)
@@ -141,7 +134,7 @@ def cpu_ticks(pid: int) -> tuple[int, int, int]:
                 continue
         return total
 
-    return busy, tree(pid), proc("self")
+    return busy_seconds(), tree(pid), proc("self")
 
 
 def run_level(port: int, server_pid: int, users: int, total: int, prompt: int, output: int, salt0: int,
@@ -166,8 +159,7 @@ def run_level(port: int, server_pid: int, users: int, total: int, prompt: int, o
             with lock:
                 rows.append(r)
 
-    hz = os.sysconf("SC_CLK_TCK")
-    c0 = cpu_ticks(server_pid)
+    c0 = cpu_seconds(server_pid)
     t0 = time.perf_counter()
     threads = [threading.Thread(target=user, args=(u,)) for u in range(users)]
     for t in threads:
@@ -175,9 +167,9 @@ def run_level(port: int, server_pid: int, users: int, total: int, prompt: int, o
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    c1 = cpu_ticks(server_pid)
-    cpu = {"cpu_busy_cores": (c1[0] - c0[0]) / hz / wall, "cpu_server_cores": (c1[1] - c0[1]) / hz / wall,
-           "cpu_loadgen_cores": (c1[2] - c0[2]) / hz / wall}
+    c1 = cpu_seconds(server_pid)
+    cpu = {"cpu_busy_cores": (c1[0] - c0[0]) / wall, "cpu_server_cores": (c1[1] - c0[1]) / wall,
+           "cpu_loadgen_cores": (c1[2] - c0[2]) / wall}
     cpu["cpu_foreign_cores"] = cpu["cpu_busy_cores"] - cpu["cpu_server_cores"] - cpu["cpu_loadgen_cores"]
     return rows, cpu
 

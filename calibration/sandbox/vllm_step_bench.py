@@ -31,8 +31,12 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pyserver"))
+from measure_overhead import busy_seconds, prompt_ids  # the same prompts and machine CPU clock
 
 SUITES = {
     "a": [(b, 128, 64) for b in (1, 2, 4, 8, 16)],
@@ -46,23 +50,12 @@ ENGINE_ARGS = {"dtype": "bfloat16", "max_model_len": 1024, "max_num_seqs": 16, "
                "enable_prefix_caching": True}
 
 
-def prompt_ids(n: int, salt: int) -> list[int]:
-    return [1] + [300 + (salt * 7919 + 13 * i) % 40000 for i in range(n - 1)]
-
-
-def cpu_busy() -> tuple[float, float]:
-    """(busy seconds of the machine, of this process tree's own process) from /proc."""
-    vals = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK")
-    return (sum(vals) - vals[3] - vals[4]) / hz, time.process_time()
-
-
 def run(engine, b: int, pp: int, tg: int, salt: int) -> dict:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
     params = SamplingParams(max_tokens=tg, min_tokens=tg, ignore_eos=True, temperature=0.0)
-    c0, w0 = cpu_busy(), time.perf_counter()
+    c0, w0 = busy_seconds(), time.perf_counter()
     t0 = time.perf_counter()
     blocker = f"blocker-{salt}"
     if BLOCKER_TOKENS:  # a one-token request first: the engine core is busy with its prompt while the
@@ -86,12 +79,12 @@ def run(engine, b: int, pp: int, tg: int, salt: int) -> dict:
                 first_done.add(o.request_id)
                 cached = max(cached, int(getattr(o, "num_cached_tokens", 0) or 0))
     wall = time.perf_counter() - w0
-    c1 = cpu_busy()
+    c1 = busy_seconds()
     prefill_idx = next(i for i, s in enumerate(steps) if sum(x[1] for x in steps[: i + 1]) >= b)
     full = [steps[i][0] - steps[i - 1][0] for i in range(1, len(steps)) if steps[i][1] == b and steps[i - 1][1] == b]
     return {"B": b, "PP": pp, "TG": tg, "t_total_s": steps[-1][0] / 1e3, "t_prefill_s": steps[prefill_idx][0] / 1e3,
             "decode_step_ms": round(statistics.mean(full), 3) if full else None, "num_cached_tokens": cached,
-            "steps": steps, "cpu_busy_cores": round((c1[0] - c0[0]) / wall, 3)}
+            "steps": steps, "cpu_busy_cores": round((c1 - c0) / wall, 3)}
 
 
 def main() -> int:
