@@ -245,6 +245,7 @@ def simulate_swap(spec: LlamaCppSpec, hardware: HardwareSpec, client: Any, workl
     if model_of is None:
         model_of = model_of_requests([m.weight for m in spec.llama_swap.models], max(workload_size, 1), seed)
     server = LlamaSwapServer(spec, runners, model_of, placement_of(spec.llama_swap), hardware)
+    server.seed = seed
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

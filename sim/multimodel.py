@@ -46,6 +46,7 @@ from sim.engines.base import _format_for, _kv_bytes, _version
 from sim.engines.slots import ollama_max_queue
 from sim.gpushare import GpuShare, SharedStepCost
 from sim.metrics import end_times
+from sim.noise import SpeedProcess, noise_seed
 from sim.pagecache import load_gb_s, page_cache, read_gb_s, warm_load_s
 from sim.recorder import Recorder
 from sim.requests import Request, Status
@@ -221,6 +222,9 @@ class MultiModelServer:
         self.mutex, self.fast_path, self.fit_80 = v < SCHEDULER, v >= FAST_PATH, v >= FIT_80
         self.fast = False  # runners step pass by pass: a request dispatched mid-run joins at the next pass
         self.gpu = GpuShare()  # resident runners share the GPU's time (sim.gpushare)
+        self.seed = 0
+        """The scenario's seed (the machine's speed noise is drawn from it, sim.noise)."""
+        self.speed: SpeedProcess | None = None
         self.cache = page_cache(spec.page_cache, hardware)
         self.pending: deque[Request] = deque()
 
@@ -291,6 +295,10 @@ class MultiModelServer:
         assert r.policy is not None and r.cost is not None
         server = IterationServer(SlotScheduler(r.policy), SharedStepCost(r.cost, self.gpu),  # type: ignore[arg-type]
                                  fast=self.fast)
+        if not r.noise.is_zero:  # one machine: every runner sees its one speed factor
+            if self.speed is None:
+                self.speed = r.noise.process(noise_seed(self.seed, 0))
+            server.set_speed(self.speed)
         self.gpu.attach(self.runners.index(runner), server)
         return server
 
@@ -528,6 +536,7 @@ def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workl
     env = simpy.Environment()
     recorder = Recorder(max(workload_size, 1))
     server = MultiModelServer(spec, runners, hardware, runner_of_requests(spec, max(workload_size, 1), seed))
+    server.seed = seed
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

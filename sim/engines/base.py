@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sim.catalog import HardwareSpec, ModelSpec, WeightFormat, get_format, kv_dtype_bytes
 from sim.costs import StepCost
 from sim.frontend import FRONTEND_NONE, FrontendCost
+from sim.noise import NOISE_NONE, SpeedNoise
 from sim.profiles import (
     CostProfile,
 )
@@ -25,7 +26,6 @@ from sim.scenario import (
 from sim.servers.paged import PagedPolicy
 from sim.servers.slots import SlotPolicy
 from sim.servers.speculative import SpecPolicy
-
 
 GIB = 1 << 30
 ServerSpecT = OllamaSpec | LlamaCppSpec | VllmSpec | SingleQueueSpec | SerialDecodeSpec | PagedBatchingSpec
@@ -54,6 +54,8 @@ class ResolvedServer:
     """Speculative decoding's draft policy (None: the server does not speculate)."""
     frontend: FrontendCost = FRONTEND_NONE
     """Costs outside the forward pass (sim/frontend.py); its in-engine part is in ``cost``."""
+    noise: SpeedNoise = NOISE_NONE
+    """The machine's speed noise (sim/noise.py): each pass's time is multiplied by its factor."""
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from sim.engines.slots import (
 )
 from sim.engines.vllm import _resolve_paged, _resolve_vllm
 from sim.frontend import FRONTEND_NONE, select_frontend
+from sim.noise import NOISE_NONE, select_noise
 from sim.profiles import (
     describe_choice,
     profile_kind,
@@ -51,7 +52,7 @@ def _profile_notes(spec: ServerSpecT, resolved: ResolvedServer, model: ModelSpec
 
 def resolve_server(spec: ServerSpecT, model: ModelSpec, hardware: HardwareSpec) -> ResolvedServer:
     """Map a server spec to its policy and cost model: the only place that does so."""
-    resolved = _with_frontend(_resolve(spec, model, hardware), spec, hardware)
+    resolved = _with_noise(_with_frontend(_resolve(spec, model, hardware), spec, hardware), spec, hardware)
     _profile_notes(spec, resolved, model, hardware)
     return resolved
 
@@ -94,6 +95,34 @@ def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: Hardwa
     else:  # tensor / pipeline parallel, MoE, expert offload, constant or linear costs
         resolved.cost = WithInEngineFrontend(resolved.cost, front.token_s, front.step_s,
                                              _pass_tokens(resolved.cost))
+    return resolved
+
+
+def _with_noise(resolved: ResolvedServer, spec: ServerSpecT, hardware: HardwareSpec) -> ResolvedServer:
+    """Attach the machine's speed noise (sim/noise.py): the named profile, else the one fitted on
+    this hardware, with the spec's overrides; said in the notes whenever a profile applies."""
+    ns = spec.speed_noise
+    try:
+        noise = select_noise(hardware.id, ns.profile if ns is not None else None)
+    except ValueError as err:
+        raise EngineError(f"server {spec.label!r}: speed_noise.profile: {err}") from None
+    if ns is not None:
+        changes = {k: v for k, v in ns.model_dump().items() if k != "profile" and v is not None}
+        if changes:
+            named = "set in the scenario" if noise is NOISE_NONE else f"{noise.id} (overridden: {', '.join(sorted(changes))})"
+            noise = replace(noise, id=named, **changes)
+    if noise is NOISE_NONE:
+        return resolved
+    if not noise.is_zero and resolved.service is not None:
+        if ns is None:  # the hardware's own profile: say so, the run has no passes to slow
+            resolved.notes["speed_noise"] = f"{noise.id}: not applied (sampled service times have no passes)"
+            return resolved
+        raise EngineError(
+            f"server {spec.label!r}: speed_noise applies to priced forward passes, and a sampled service "
+            "time has none; drop speed_noise (or set speed_noise.profile: none), or give the server a step cost"
+        )
+    resolved.noise = noise
+    resolved.notes["speed_noise"] = noise.describe()
     return resolved
 
 

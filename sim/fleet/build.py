@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.engines import ResolvedServer
+from sim.noise import noise_seed
 from sim.servers.base import IterationServer
 from sim.servers.paged import PagedPolicy, PagedScheduler
 from sim.servers.request_level import RequestLevelServer, service_distribution
@@ -14,9 +15,19 @@ from sim.servers.speculative import SpeculativePagedScheduler, SpeculativeSlotSc
 __all__ = ["build_server"]
 
 
-def build_server(resolved: ResolvedServer, num_requests: int, fast: bool, seed: int) -> IterationServer | RequestLevelServer:
+def build_server(
+    resolved: ResolvedServer, num_requests: int, fast: bool, seed: int, machine: int = 0,
+) -> IterationServer | RequestLevelServer:
     """The server a resolved spec describes; sampled service times are drawn from ``seed``
-    (one per request id, so every replica of a fleet draws from the same column)."""
+    (one per request id, so every replica of a fleet draws from the same column); its speed
+    noise (sim/noise.py) from a stream of ``seed`` of its own per ``machine`` (replica index)."""
+    server = _build(resolved, num_requests, fast, seed)
+    if isinstance(server, IterationServer) and not resolved.noise.is_zero:
+        server.set_speed(resolved.noise.process(noise_seed(seed, machine)))
+    return server
+
+
+def _build(resolved: ResolvedServer, num_requests: int, fast: bool, seed: int) -> IterationServer | RequestLevelServer:
     if resolved.service is not None:
         assert isinstance(resolved.policy, SlotPolicy)
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3])

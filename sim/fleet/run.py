@@ -68,7 +68,7 @@ def simulate_fleet(
         assert isinstance(fleet, PdFleet) and kv_transfer is not None
         fleet.setup_pd(len(prefill), kv_transfer, kv_bytes_per_token, p_recorder)
     step_fast = fast and not (fleet.closed and n > 1)  # arrivals that depend on outcomes wait at most a pass
-    servers = [build_server(m, len(workload), step_fast, seed) for m in members]
+    servers = [build_server(m, len(workload), step_fast, seed, i) for i, m in enumerate(members)]
     independent = fleet.independent and not prefill
     envs = [simpy.Environment() for _ in range(n)] if independent else [env] * n
     fleet.compact = independent
@@ -79,7 +79,7 @@ def simulate_fleet(
     fleet.start(list(servers))
     if prefill:
         assert isinstance(fleet, PdFleet)
-        p_servers = [build_server(m, len(workload), step_fast, seed) for m in prefill]
+        p_servers = [build_server(m, len(workload), step_fast, seed, n + j) for j, m in enumerate(prefill)]
         for server, feed in zip(p_servers, fleet.p_feeds, strict=True):
             server.start(env, feed, p_recorder)
         fleet.start_prefill(list(p_servers))

@@ -332,6 +332,8 @@ class _RecordingLoop:
             if fast and step.plain:
                 d, context = step.num_decode_seqs, step.context_tokens
                 while True:
+                    if now >= server._factor_until:
+                        server._pace(now)
                     line = server._line(d)
                     passes, duration = server._plain_run(line, d, context, client, deadlines, now)
                     end = now + duration
@@ -353,7 +355,9 @@ class _RecordingLoop:
                     d, context = decode.num_seqs, decode.context_tokens
                 continue
             d = step.num_decode_seqs
-            duration = server._line(d).at(step.context_tokens) if step.plain else cost.step_time(step.shape())
+            if now >= server._factor_until:
+                server._pace(now)
+            duration = server._line(d).at(step.context_tokens) if step.plain else cost.step_time(step.shape()) * server._factor
             end = now + duration
             if env.peek() < end:
                 yield env.timeout(end - env.now)

@@ -24,6 +24,7 @@ from sim.scenario.costs import (
     RooflineCostSpec,
     SampledServiceSpec,
     ServiceDistribution,
+    SpeedNoiseSpec,
 )
 from sim.scenario.document import HfConfigModel, Scenario, SloSpec, SweepSpec
 from sim.scenario.fleet import FleetSpec, KvTransferSpec, ServerEntry, is_fleet
@@ -111,6 +112,7 @@ __all__ = [
     "SloSpec",
     "Spec",
     "SpeculativeConfig",
+    "SpeedNoiseSpec",
     "SwapGroupSpec",
     "SwapMatrixSpec",
     "SwapModelSpec",

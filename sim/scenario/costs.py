@@ -96,3 +96,18 @@ class FrontendSpec(Spec):
     """Override: seconds per sampled sequence per pass, inside the engine loop."""
     step_s: float | None = Field(ge=0, default=None)
     """Override: seconds per pass, inside the engine loop."""
+
+
+class SpeedNoiseSpec(Spec):
+    """The machine's speed noise: each pass lasts its priced time times a slowly varying factor
+    of mean 1 (sim/noise.py)."""
+
+    profile: str | None = None
+    """Speed-noise profile id (calibration/profiles/noise/), or none; default: the profile fitted
+    on this hardware's own one-user server runs, none for hardware without one."""
+    cv: float | None = Field(ge=0, le=1, default=None)
+    """Override: coefficient of variation of the speed factor (0: no noise)."""
+    correlation_s: float | None = Field(gt=0, default=None)
+    """Override: correlation time of the factor's logarithm (seconds)."""
+    interval_s: float | None = Field(ge=1e-4, default=None)
+    """Override: how long the factor holds one value (default: correlation_s / 4)."""

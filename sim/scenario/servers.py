@@ -12,7 +12,7 @@ from pydantic import (
 )
 
 from sim.scenario.base import Spec
-from sim.scenario.costs import CostSpec, FrontendSpec, RooflineCostSpec
+from sim.scenario.costs import CostSpec, FrontendSpec, RooflineCostSpec, SpeedNoiseSpec
 from sim.scenario.local import LlamaSwapSpec, OllamaModelSpec
 from sim.scenario.router import RouterSpec
 from sim.scenario.speculative import SpeculativeConfig, check_acceptance
@@ -44,6 +44,8 @@ class ServerCommon(Spec):
     uniform routing). No measured distribution is cited; a what-if knob."""
     frontend: FrontendSpec | None = None
     """Per-request costs outside the forward pass (default: the engine's fitted front end)."""
+    speed_noise: SpeedNoiseSpec | None = None
+    """The machine's speed noise (default: the hardware's fitted profile, if it has one)."""
 
     @property
     def label(self) -> str:

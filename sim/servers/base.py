@@ -235,6 +235,26 @@ class IterationServer:
         """In a fleet: when idle, also wake on :meth:`kick` (a request routed here sooner than
         the client's next arrival said), and never end on its own."""
         self._kicked: simpy.Event | None = None
+        self.speed: Any = None
+        """The machine's speed factor over time (a :class:`sim.noise.SpeedProcess`), or None:
+        every pass then takes exactly its priced time."""
+        self._factor = 1.0
+        self._factor_until = INF
+        """When the factor in force changes (inf: never; runs of passes are cut there)."""
+
+    def set_speed(self, process: Any) -> None:
+        """Give the server a machine speed factor (sim/noise.py), from the first pass on."""
+        self.speed = process
+        self._factor, self._factor_until = process.at(0.0)
+        self._lines.clear()
+
+    def _pace(self, now: float) -> None:
+        """Take the speed factor in force at ``now`` (the next pass is priced with it)."""
+        if now >= self._factor_until:
+            factor, self._factor_until = self.speed.at(now)
+            if factor != self._factor:
+                self._factor = factor
+                self._lines.clear()
 
     def kick(self) -> None:
         """Wake the server if it is idle (a fleet routed a request to it)."""
@@ -250,7 +270,11 @@ class IterationServer:
     def _line(self, num_seqs: int) -> DecodeLine:
         line = self._lines.get(num_seqs)
         if line is None:
-            line = self._lines[num_seqs] = self.cost.decode_line(num_seqs)
+            line = self.cost.decode_line(num_seqs)
+            f = self._factor
+            if f != 1.0:  # the machine's speed factor scales every term of the pass time
+                line = DecodeLine(line.c0 * f, line.a1 * f, line.b1 * f, line.a2 * f, line.b2 * f)
+            self._lines[num_seqs] = line
         return line
 
     def start(self, env: simpy.Environment, client: Client, recorder: Recorder) -> simpy.Process:
@@ -295,6 +319,8 @@ class IterationServer:
                 # (a member finished, nobody is waiting) goes on into the next piece directly.
                 d, context = step.num_decode_seqs, step.context_tokens
                 while True:
+                    if now >= self._factor_until:
+                        self._pace(now)
                     line = self._line(d)
                     passes, duration = self._plain_run(line, d, context, client, deadlines, now)
                     end = now + duration
@@ -314,7 +340,9 @@ class IterationServer:
                     d, context = decode.num_seqs, decode.context_tokens
                 continue
             d = step.num_decode_seqs  # one pass: prompt chunks, or (reference mode) plain
-            duration = self._line(d).at(step.context_tokens) if step.plain else cost.step_time(step.shape())
+            if now >= self._factor_until:
+                self._pace(now)
+            duration = self._line(d).at(step.context_tokens) if step.plain else cost.step_time(step.shape()) * self._factor
             end = now + duration
             if env.peek() < end:
                 yield env.timeout(end - env.now)
@@ -371,6 +399,7 @@ class IterationServer:
         or a timeout has landed."""
         scheduler = self.scheduler
         event = self._next_deadline(deadlines) if deadlines else INF
+        event = min(event, self._factor_until)  # the speed factor changes: a new line from there
         if scheduler.admits_arrivals():
             arrival = client.next_arrival_s()
             event = min(event, arrival)

@@ -170,10 +170,12 @@ class CaseResult:
     notes: str
     expectations: list[ExpectationResult] = field(default_factory=list)
     seconds: float = 0.0
+    replications: int = 1
+    """Runs (seeds) whose median each prediction is: more than one when a server has speed noise."""
 
     def row(self) -> dict[str, Any]:
         return {"id": self.id, "file": self.file, "source": self.source, "credibility": self.credibility,
-                "notes": self.notes, "seconds": round(self.seconds, 2),
+                "notes": self.notes, "seconds": round(self.seconds, 2), "replications": self.replications,
                 "expectations": [e.row() for e in self.expectations]}
 
 

@@ -69,6 +69,18 @@ def _metric_text(metric: str | RatioMetric) -> str:
     return f"{num.metric} {side(num)} / {side(den)}" if same else f"{side(num)} / {side(den)}"
 
 
+REPLICATIONS = 5
+"""Seeds a case with speed noise is run with; each prediction is the median over them."""
+
+
+def _median(values: Any) -> Any:
+    """The median of a metric over replications (non-numbers: the first run's value)."""
+    xs = list(values)
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs):
+        return xs[0]
+    return statistics.median(xs) if len(xs) > 1 else xs[0]
+
+
 def run_case(path: str | Path) -> CaseResult:
     """Simulate a case's scenario and compare every expectation."""
     import time
@@ -79,10 +91,17 @@ def run_case(path: str | Path) -> CaseResult:
     case, scenario = load_case(path)
     results = run(scenario)
     swept = {_norm_sweep(point): sc for point, sc in sweep_scenarios(scenario)}
+    # A server with speed noise (sim/noise.py) makes each run one draw of a random outcome, like the
+    # measured run: the prediction is the median over REPLICATIONS seeds (seed, seed + 1, ...).
+    noisy = any("speed factor" in str(r.notes.get("speed_noise", "")) for r in results)
+    runs = [results] + [run(scenario.model_copy(update={"seed": scenario.seed + k}))
+                        for k in range(1, REPLICATIONS if noisy else 1)]
     table: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, float]] = {}
-    for r in results:
+    for replicate in zip(*runs, strict=True):
+        r = replicate[0]
         key = _norm_sweep(r.sweep)
-        table[(r.server, key)] = {**r.metrics, **_derived(r, swept[key])}
+        rows = [{**x.metrics, **_derived(x, swept[key])} for x in replicate]
+        table[(r.server, key)] = {m: _median(row[m] for row in rows) for m in rows[0]}
     only = scenario.servers[0].label
     engines = {r.server: r.engine for r in results}
 
@@ -91,7 +110,8 @@ def run_case(path: str | Path) -> CaseResult:
         sweep = ref.sweep if ref.sweep is not None else e.sweep
         return float(table[(server, _norm_sweep(sweep))][ref.metric])
 
-    out = CaseResult(case.id, _display(Path(path)), case.source, case.credibility, case.notes)
+    out = CaseResult(case.id, _display(Path(path)), case.source, case.credibility, case.notes,
+                     replications=len(runs))
     for e in case.expect:
         if isinstance(e.metric, str):
             predicted = value(MetricRef(metric=e.metric), e)
