@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy.signal import lfilter
 
 __all__ = ["NOISE_NONE", "SpeedNoise", "SpeedProcess", "load_noise_profiles", "noise_seed", "select_noise"]
 
@@ -110,6 +109,8 @@ class SpeedProcess:
 
     def _grow(self, k: int) -> None:
         """Extend the drawn factors to cover interval ``k``."""
+        from scipy.signal import lfilter  # here: importing scipy.signal costs ~0.6 s, noiseless runs skip it
+
         while k >= len(self.factors):
             eps = self.rng.standard_normal(CHUNK) * self.innovation
             # x_j = rho * x_{j-1} + eps_j, continuing from the last value drawn

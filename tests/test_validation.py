@@ -151,3 +151,30 @@ def test_every_expectation_counts_in_the_per_engine_table_with_its_known_failure
         e["status"] == "XFAIL" for e in expectations)
     assert by_engine([]) == {}
     assert "XFAIL" in proc.stdout.split("by engine and metric")[1]
+
+
+def test_a_case_with_speed_noise_is_predicted_as_the_median_over_five_seeds(tmp_path):
+    """Each run with speed noise is one draw; the prediction is the median over seeds 0-4 of the
+    case's scenario, and a noiseless case runs once."""
+    from sim.scenario import parse_scenario
+    from sim.simulation import run
+
+    scenario = {
+        "name": "noisy", "model": "llama-3.2-1b", "hardware": "rtx-4090",
+        "workload": {"arrival": {"kind": "closed_loop", "users": 2}, "prompt_tokens": {"kind": "fixed", "value": 8},
+                     "output_tokens": {"kind": "fixed", "value": 50}, "num_requests": 30},
+        "servers": [{"name": "s", "kind": "serial_decode", "parallel": 1, "cost": {"kind": "constant", "step_s": 0.01},
+                     "speed_noise": {"cv": 0.2, "correlation_s": 0.2}}],
+    }
+    case = {"id": "noisy", "source": "test", "credibility": "A", "scenario": scenario,
+            "expect": [{"metric": "p99_e2el_ms", "measured": 1000.0, "bound": 10.0}]}
+    path = tmp_path / "noisy.yaml"
+    path.write_text(yaml.safe_dump(case))
+    result = run_case(path)
+    draws = [run(parse_scenario({**scenario, "seed": k}))[0].metrics["p99_e2el_ms"] for k in range(5)]
+    assert len(set(draws)) == 5  # the seeds give different draws
+    assert result.replications == 5
+    assert result.expectations[0].predicted == pytest.approx(float(np.median(draws)), rel=1e-12)
+    scenario["servers"][0]["speed_noise"] = {"profile": "none"}
+    path.write_text(yaml.safe_dump(case))
+    assert run_case(path).replications == 1

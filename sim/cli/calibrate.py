@@ -71,6 +71,9 @@ def print_validation(results: Any, summary: dict[str, Any]) -> None:
                           e.status)
     wide = Console(width=max(console.width, 220), highlight=False)
     wide.print(table)
+    replicated = [f"{r.id} ({r.replications})" for r in results if r.replications > 1]
+    if replicated:  # no silent default: say which predictions are medians over seeds
+        wide.print(f"predicted = median over seeds for the cases whose machines have speed noise: {', '.join(replicated)}")
     for key in ("throughput", "p99_latency", "latency", "ratio", "all"):
         value = summary.get(f"median_abs_error_{key}")
         count = summary["num_expectations"].get(key, sum(summary["num_expectations"].values()))

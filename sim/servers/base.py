@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import simpy
 
 from sim.costs import DecodeLine, StepCost
+from sim.noise import SpeedProcess
 from sim.recorder import Recorder
 from sim.requests import Phase, Request, Status
 from sim.servers.decode_set import DecodeSet
@@ -235,14 +236,14 @@ class IterationServer:
         """In a fleet: when idle, also wake on :meth:`kick` (a request routed here sooner than
         the client's next arrival said), and never end on its own."""
         self._kicked: simpy.Event | None = None
-        self.speed: Any = None
-        """The machine's speed factor over time (a :class:`sim.noise.SpeedProcess`), or None:
+        self.speed: SpeedProcess | None = None
+        """The machine's speed factor over time (sim/noise.py), or None:
         every pass then takes exactly its priced time."""
         self._factor = 1.0
         self._factor_until = INF
         """When the factor in force changes (inf: never; runs of passes are cut there)."""
 
-    def set_speed(self, process: Any) -> None:
+    def set_speed(self, process: SpeedProcess) -> None:
         """Give the server a machine speed factor (sim/noise.py), from the first pass on."""
         self.speed = process
         self._factor, self._factor_until = process.at(0.0)
@@ -250,7 +251,7 @@ class IterationServer:
 
     def _pace(self, now: float) -> None:
         """Take the speed factor in force at ``now`` (the next pass is priced with it)."""
-        if now >= self._factor_until:
+        if now >= self._factor_until and self.speed is not None:
             factor, self._factor_until = self.speed.at(now)
             if factor != self._factor:
                 self._factor = factor
