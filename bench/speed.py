@@ -64,6 +64,8 @@ PURE_ENV = "SERVESIM_PURE_PYTHON"
 ARCH_REQUESTS = 10_000
 DEFAULT_SIZES = (10_000, 100_000)
 REFERENCE_MAX = 10_000
+NOISE_CORRELATION_S = 2.6
+"""Correlation time of --speed-noise (the sandbox's fitted noise-epyc-zen4-2c-vm: 2.63 s)."""
 METRIC_KEYS = (
     "completed", "request_throughput", "output_throughput", "mean_ttft_ms", "p99_ttft_ms",
     "mean_e2el_ms", "p99_e2el_ms", "num_preemptions", "cancelled", "busy_fraction",
@@ -73,9 +75,13 @@ METRIC_KEYS = (
 # ---------------------------------------------------------------------------------------------
 # scenarios
 # ---------------------------------------------------------------------------------------------
-def scenario_data(arch: str, arrival: dict[str, Any], requests: int, seed: int) -> dict[str, Any]:
-    """A scenario as plain data (validated in-process by ``parse_scenario``)."""
+def scenario_data(arch: str, arrival: dict[str, Any], requests: int, seed: int, noise_cv: float = 0.0) -> dict[str, Any]:
+    """A scenario as plain data (validated in-process by ``parse_scenario``); ``noise_cv`` > 0 gives
+    the server a speed noise of that cv with the sandbox's correlation time (sim/noise.py)."""
     lengths = {"kind": "empirical", "path": str(LENGTHS)}
+    server = dict(SERVERS[arch])
+    if noise_cv > 0:
+        server["speed_noise"] = {"cv": noise_cv, "correlation_s": NOISE_CORRELATION_S}
     return {
         "name": f"bench-{arch}",
         "seed": seed,
@@ -87,7 +93,7 @@ def scenario_data(arch: str, arrival: dict[str, Any], requests: int, seed: int) 
             "output_tokens": dict(lengths),  # same file: whole rows are sampled
             "num_requests": requests,
         },
-        "servers": [SERVERS[arch]],
+        "servers": [server],
     }
 
 
@@ -144,7 +150,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     arch, requests, fast = spec["architecture"], spec["requests"], spec["fast"]
     arrival = {"kind": "poisson", "rate_per_s": spec["rate_per_s"]}
-    scenario = parse_scenario(scenario_data(arch, arrival, requests, spec["seed"]))
+    scenario = parse_scenario(scenario_data(arch, arrival, requests, spec["seed"], spec.get("speed_noise", 0.0)))
     resolve_servers(scenario)  # catalog and cost profiles loaded before the baseline
     import_peak = _maxrss_bytes()
     reset = _reset_peak_rss()
@@ -337,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", type=float, default=0.9, help="Poisson rate as a fraction of the saturated rate")
     ap.add_argument("--calibration-requests", type=int, default=2000, help="requests of the closed-loop saturation run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speed-noise", type=float, default=0.0, metavar="CV",
+                    help="give the cases' server a speed noise of this cv (correlation 2.6 s; the saturation run stays noiseless)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds allowed per case subprocess")
     ap.add_argument("--pure", action="store_true", help=f"run the cases on the pure-Python core ({PURE_ENV}=1)")
     ap.add_argument("--seed-benchmark", action="store_true", help="only the seed benchmark case")
@@ -380,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
             info(f"# {arch}/{_size_label(n)}: no reference run (above --reference-max {args.reference_max})")
         for fast in modes:
             spec = {
-                "case": f"{arch}/{_size_label(n)}" + ("" if fast else "/reference") + suffix,
+                "case": f"{arch}/{_size_label(n)}" + ("" if fast else "/reference") + suffix + (f"/noise{args.speed_noise:g}" if args.speed_noise else ""),
                 "architecture": arch, "requests": n, "fast": fast, "seed": args.seed, "load": args.load,
+                "speed_noise": args.speed_noise,
                 "rate_per_s": args.load * c["saturation_rps"], "saturation_rps": c["saturation_rps"],
             }
             row = run_in_subprocess(spec, args.timeout, args.pure)
