@@ -36,6 +36,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_gguf import piece
 
@@ -76,8 +78,16 @@ def busy_seconds() -> float:
 
 
 def prompt_ids(n: int, salt: int) -> list[int]:
-    """n token ids, distinct per request so that no prefix is reused (BOS first)."""
-    return [1] + [300 + (salt * 7919 + 13 * i) % 40000 for i in range(n - 1)]
+    """n token ids, distinct per salt so that no prefix is reused (BOS first): ids drawn from a
+    generator seeded by the salt.
+
+    Until 2026-12-06 the ids were ``300 + (salt * 7919 + 13 i) % 40000``, which repeats with period
+    40000 in the salt: the load generator's levels (salts 100000, 200000, ... + request) then sent
+    the same prompts at levels two apart, and a server with a prefix cache (vLLM) reused them.
+    The data README says which recorded runs that affected.
+    """
+    rng = np.random.default_rng([salt, 0x5EED])
+    return [1, *(int(x) for x in rng.integers(300, 40300, n - 1))]
 
 
 def prompt_text(n: int, salt: int) -> str:

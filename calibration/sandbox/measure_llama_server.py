@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -238,7 +239,7 @@ def main() -> int:
         send(port, prompt_ids(16, 999_999), 4)  # warm-up, not recorded
         for level, users in enumerate(int(u) for u in args.users.split(",")):
             rows, cpu = run_level(port, pid, users, args.requests, args.prompt, args.output,
-                                  salt0=100_000 * (level + 1), send=send)
+                                  salt0=_salt_base(args.tag) + 100_000 * (level + 1), send=send)
             row = summarize(rows, cpu, tag=args.tag, concurrency=users, parallel=args.parallel, threads=args.threads,
                             prompt_tokens=args.prompt, max_tokens=args.output)
             print(json.dumps(row), flush=True)
@@ -252,6 +253,13 @@ def main() -> int:
         "command": command, "date": time.strftime("%Y-%m-%d"),
     }, indent=2))
     return 0
+
+
+def _salt_base(tag: str) -> int:
+    """Prompt salts of a run start here: one per tag, so that two runs against the same server (a
+    one-user diagnostic, then the load levels) never send the same prompt (a prefix cache would
+    reuse it). Before 2026-12-06 every run started at 100000, see the data README."""
+    return 1_000_000 * (zlib.crc32(tag.encode()) % 1000 + 1)
 
 
 def _write(out: Path, tag: str, users: int, row: dict, rows: list[dict]) -> None:
