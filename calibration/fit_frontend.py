@@ -26,9 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from calibration.measurements import DATA_DIR, file_sha256, repo_relative
+from calibration.measurements import DATA_DIR, file_sha256, repo_relative, write_fitted
 
 __all__ = ["OUT_FILE", "FrontendPoint", "fit_frontend", "frontend_points", "write_frontend"]
 
@@ -269,11 +268,7 @@ def _machine_profiles(points: list[FrontendPoint], today: str) -> list[dict[str,
 
 def write_frontend(path: Path = OUT_FILE) -> list[dict[str, Any]]:
     """Fit and write the front-end profiles."""
-    profiles = fit_frontend()
-    header = "# Written by `python -m calibration.fit_frontend` (calibration/fit_frontend.py); do not edit.\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump({"profiles": profiles}, sort_keys=False, width=110))
-    return profiles
+    return write_fitted(path, fit_frontend(), "calibration.fit_frontend")
 
 
 if __name__ == "__main__":

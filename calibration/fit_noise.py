@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy.optimize import brentq
 
-from calibration.measurements import DATA_DIR, file_sha256, repo_relative
+from calibration.measurements import DATA_DIR, file_sha256, repo_relative, write_fitted
 
 __all__ = ["OUT_FILE", "NoisePoint", "fit_noise", "noise_points", "series_point", "window_corr", "write_noise"]
 
@@ -186,11 +185,7 @@ def fit_noise(points: list[NoisePoint] | None = None) -> list[dict[str, Any]]:
 
 def write_noise(path: Path = OUT_FILE) -> list[dict[str, Any]]:
     """Fit and write the speed-noise profiles."""
-    profiles = fit_noise()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Written by `python -m calibration.fit_noise` (calibration/fit_noise.py); do not edit.\n"
-    path.write_text(header + yaml.safe_dump({"profiles": profiles}, sort_keys=False, width=110))
-    return profiles
+    return write_fitted(path, fit_noise(), "calibration.fit_noise")
 
 
 if __name__ == "__main__":

@@ -201,6 +201,17 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def write_fitted(path: Path, profiles: list[dict[str, Any]], module: str) -> list[dict[str, Any]]:
+    """Write fitted ``profiles`` as ``{profiles: [...]}`` YAML under a do-not-edit header naming
+    ``module`` (e.g. ``calibration.fit_noise``), the one command that rewrites the file."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Written by `python -m {module}` ({module.replace('.', '/')}.py); do not edit.\n"
+    path.write_text(header + yaml.safe_dump({"profiles": profiles}, sort_keys=False, width=110))
+    return profiles
+
+
 def file_provenance(
     path: str | Path, *, hardware: str, software: str, date: str = "", notes: str = ""
 ) -> Provenance:
