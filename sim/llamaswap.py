@@ -116,12 +116,13 @@ class LlamaSwapServer(MultiModelServer):
     """llama-swap over its groups or matrix (see the module docstring)."""
 
     def __init__(self, spec: LlamaCppSpec, runners: list[ModelRunner], model_of: np.ndarray,
-                 placement: Placement | None = None, hardware: HardwareSpec | None = None) -> None:
+                 placement: Placement | None = None, hardware: HardwareSpec | None = None, seed: int = 0) -> None:
         assert spec.llama_swap is not None
         self.swap = spec.llama_swap
         self.router = _release(self.swap.version) >= FIFO_ROUTER_VERSION
         self.runners, self.model_of, self.fast = runners, model_of, False
         self.gpu = GpuShare()  # processes running together share the GPU's time (sim.gpushare)
+        self.seed, self.speed = seed, None  # one machine speed factor for all processes (sim.noise)
         self.cache = page_cache(self.swap.page_cache, hardware) if hardware is not None else None
         self.placement = placement if placement is not None else placement_of(self.swap)
         self.index = {id(r): k for k, r in enumerate(runners)}
@@ -244,8 +245,7 @@ def simulate_swap(spec: LlamaCppSpec, hardware: HardwareSpec, client: Any, workl
     recorder = Recorder(max(workload_size, 1))
     if model_of is None:
         model_of = model_of_requests([m.weight for m in spec.llama_swap.models], max(workload_size, 1), seed)
-    server = LlamaSwapServer(spec, runners, model_of, placement_of(spec.llama_swap), hardware)
-    server.seed = seed
+    server = LlamaSwapServer(spec, runners, model_of, placement_of(spec.llama_swap), hardware, seed)
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

@@ -213,7 +213,8 @@ def scheduler_notes(spec: OllamaSpec, hardware: HardwareSpec) -> dict[str, objec
 class MultiModelServer:
     """Ollama's scheduler over several runners (see the module docstring)."""
 
-    def __init__(self, spec: OllamaSpec, runners: list[ModelRunner], hardware: HardwareSpec, model_of: np.ndarray) -> None:
+    def __init__(self, spec: OllamaSpec, runners: list[ModelRunner], hardware: HardwareSpec, model_of: np.ndarray,
+                 seed: int = 0) -> None:
         self.spec, self.runners, self.model_of = spec, runners, model_of
         self.gpu_bytes = hardware.memory_bytes * hardware.count
         self.max_loaded = max_loaded(spec, hardware)
@@ -222,9 +223,10 @@ class MultiModelServer:
         self.mutex, self.fast_path, self.fit_80 = v < SCHEDULER, v >= FAST_PATH, v >= FIT_80
         self.fast = False  # runners step pass by pass: a request dispatched mid-run joins at the next pass
         self.gpu = GpuShare()  # resident runners share the GPU's time (sim.gpushare)
-        self.seed = 0
+        self.seed = seed
         """The scenario's seed (the machine's speed noise is drawn from it, sim.noise)."""
         self.speed: SpeedProcess | None = None
+        """The box's one speed factor, shared by all its runners (made when the first noisy runner loads)."""
         self.cache = page_cache(spec.page_cache, hardware)
         self.pending: deque[Request] = deque()
 
@@ -535,8 +537,7 @@ def simulate_models(spec: OllamaSpec, hardware: HardwareSpec, client: Any, workl
     runners = resolve_models(spec, hardware)
     env = simpy.Environment()
     recorder = Recorder(max(workload_size, 1))
-    server = MultiModelServer(spec, runners, hardware, runner_of_requests(spec, max(workload_size, 1), seed))
-    server.seed = seed
+    server = MultiModelServer(spec, runners, hardware, runner_of_requests(spec, max(workload_size, 1), seed), seed)
     server.start(env, client, recorder)
     env.run()
     recorder.trim()

@@ -188,3 +188,19 @@ def test_fitted_profiles_have_provenance_match_the_shipped_file_and_use_no_valid
     for p in noise_points():
         assert not any(v in p.source for v in VALIDATION_PATHS)
         assert "llama_cpp_python_server" not in p.source and "server_load" not in p.source
+
+
+@pytest.mark.parametrize("path", ["scenarios/local/ollama_three_models_4090.yaml", "scenarios/local/swap_two_models_4090.yaml"])
+def test_a_multi_model_box_shares_one_speed_factor_and_runs_reproducibly(path: str) -> None:
+    """Several models on one machine (Ollama's runners, llama-swap's processes): one factor for the
+    box; the noise changes the run, the same seed repeats it, and the notes name it."""
+    from sim.scenario import load_scenario, with_override
+
+    scenario = load_scenario(path).model_copy(update={"sweep": None})
+    i = next(k for k, s in enumerate(scenario.servers)
+             if getattr(s, "models", None) or getattr(s, "llama_swap", None) is not None)
+    noisy = with_override(scenario, f"servers.{i}.speed_noise", {"cv": 0.2, "correlation_s": 0.5})
+    bare, a, b = run_server(scenario, i), run_server(noisy, i), run_server(noisy, i)
+    np.testing.assert_array_equal(a.recorder.finish_s, b.recorder.finish_s)
+    assert not np.array_equal(a.recorder.finish_s, bare.recorder.finish_s)
+    assert "speed factor cv 20.00 %" in a.notes["speed_noise"]
