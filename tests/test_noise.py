@@ -120,15 +120,25 @@ def test_same_seed_same_results_and_the_seed_matters() -> None:
     assert not np.array_equal(c.recorder.finish_s, d.recorder.finish_s)
 
 
-def test_fleet_replicas_are_different_machines() -> None:
-    server = {"kind": "serial_decode", "parallel": 1, "ctx_size": 4096, "cost": {"kind": "constant", "step_s": 0.01},
-              "replicas": 2, "router": {"kind": "round_robin"}, "speed_noise": {"cv": 0.2, "correlation_s": 0.5}}
-    kw = {"arrival": {"kind": "constant", "rate_per_s": 5.0}, "prompt": 10, "output": 50, "num_requests": 400}
-    r = _run(server, **kw).recorder
-    e2e = r.finish_s - r.arrival_s
-    # round robin: even ids on replica 0, odd on 1; independent speeds give different mean latencies
-    assert abs(e2e[0::2].mean() - e2e[1::2].mean()) > 1e-3
+def test_fleet_replicas_are_different_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each replica draws its own speed stream: two requests sent 0.5 s apart to the two replicas
+    (round robin, light load, 2 s correlation) take unrelated times; were the streams one, the
+    two replicas would be slow and fast together (the control below)."""
+    import sim.fleet.build as build
 
+    server = {"kind": "serial_decode", "parallel": 1, "ctx_size": 4096, "cost": {"kind": "constant", "step_s": 0.01},
+              "replicas": 2, "router": {"kind": "round_robin"}, "speed_noise": {"cv": 0.2, "correlation_s": 2.0}}
+    kw = {"arrival": {"kind": "constant", "rate_per_s": 2.0}, "prompt": 10, "output": 20, "num_requests": 600}
+
+    def paired_correlation() -> float:
+        r = _run(server, **kw).recorder
+        e2e = r.finish_s - r.arrival_s
+        return float(np.corrcoef(e2e[0::2], e2e[1::2])[0, 1])
+
+    assert abs(paired_correlation()) < 0.4
+    shared = build.noise_seed
+    monkeypatch.setattr(build, "noise_seed", lambda seed, machine: shared(seed, 0))
+    assert paired_correlation() > 0.6
 
 def test_the_hardware_profile_applies_by_default_and_is_named() -> None:
     (machine, noise), *_ = load_noise_profiles()
@@ -191,9 +201,9 @@ def test_fitted_profiles_have_provenance_match_the_shipped_file_and_use_no_valid
 
 
 @pytest.mark.parametrize("path", ["scenarios/local/ollama_three_models_4090.yaml", "scenarios/local/swap_two_models_4090.yaml"])
-def test_a_multi_model_box_shares_one_speed_factor_and_runs_reproducibly(path: str) -> None:
-    """Several models on one machine (Ollama's runners, llama-swap's processes): one factor for the
-    box; the noise changes the run, the same seed repeats it, and the notes name it."""
+def test_a_multi_model_box_runs_with_noise_reproducibly(path: str) -> None:
+    """Several models on one machine (Ollama's runners, llama-swap's processes, which share one
+    factor): the noise changes the run, the same seed repeats it, and the notes name it."""
     from sim.scenario import load_scenario, with_override
 
     scenario = load_scenario(path).model_copy(update={"sweep": None})
