@@ -240,7 +240,11 @@ def main() -> int:
         for level, users in enumerate(int(u) for u in args.users.split(",")):
             rows, cpu = run_level(port, pid, users, args.requests, args.prompt, args.output,
                                   salt0=_salt_base(args.tag) + 100_000 * (level + 1), send=send)
-            row = summarize(rows, cpu, tag=args.tag, concurrency=users, parallel=args.parallel, threads=args.threads,
+            # --parallel and --threads configure a llama-server this script starts; an external server's are its own
+            # (left empty rather than recording this script's defaults)
+            external = args.api == "openai"
+            row = summarize(rows, cpu, tag=args.tag, concurrency=users, parallel="" if external else args.parallel,
+                            threads="" if external else args.threads,
                             prompt_tokens=args.prompt, max_tokens=args.output)
             print(json.dumps(row), flush=True)
             _write(out, args.tag, users, row, rows)
