@@ -214,3 +214,17 @@ def test_a_multi_model_box_runs_with_noise_reproducibly(path: str) -> None:
     np.testing.assert_array_equal(a.recorder.finish_s, b.recorder.finish_s)
     assert not np.array_equal(a.recorder.finish_s, bare.recorder.finish_s)
     assert "speed factor cv 20.00 %" in a.notes["speed_noise"]
+
+
+def test_the_run_says_which_speed_noise_applied() -> None:
+    """No silent default: the command line's per-server line names the machine's noise profile."""
+    from sim.cli.app import profile_lines
+
+    (machine, noise), *_ = load_noise_profiles()
+    server = {"kind": "serial_decode", "parallel": 1, "ctx_size": 2048, "cost": LINEAR}
+    kw = {"arrival": {"kind": "closed_loop", "users": 1, "think_time_s": 0}, "prompt": 16, "output": 8,
+          "num_requests": 4, "model": "llama-3.2-1b"}
+    for hardware, said in ((machine, True), ("h100-sxm", False)):
+        result = _run(server, hardware=hardware, **kw)
+        (line,) = profile_lines([{"server": result.server, "notes": result.notes}])
+        assert (f"speed noise: {noise.id}" in line) is said

@@ -123,7 +123,8 @@ def _say(text: str) -> None:
 
 
 def profile_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per server: the cost profile that priced its passes, its kind and why, and its front end."""
+    """One line per server: the cost profile that priced its passes, its kind and why, its front end
+    and its machine's speed noise."""
     seen: dict[tuple[str, str], str] = {}
     for row in rows:
         notes = row.get("notes") or {}
@@ -133,6 +134,8 @@ def profile_lines(rows: list[dict[str, Any]]) -> list[str]:
             line = f"  {row['server']}: {profile} ({notes.get('cost_profile_kind', '?')}: {notes.get('cost_profile_reason', '?')})"
             if "frontend" in notes:
                 line += f"; front end: {notes['frontend']}"
+            if "speed_noise" in notes:  # the machine's speed noise (sim/noise.py)
+                line += f"; speed noise: {notes['speed_noise']}"
             if "split" in notes:  # a GPU/CPU split, as `ollama ps` prints it
                 line += (f"; split {notes['split']} ({notes.get('offloaded')} on the GPU, output layer on the "
                          f"{notes.get('output_layer')}, CPU layers on {notes.get('host')}: {notes.get('split_reason')})")
