@@ -135,6 +135,7 @@ def test_fleet_replicas_are_different_machines(monkeypatch: pytest.MonkeyPatch) 
         e2e = r.finish_s - r.arrival_s
         return float(np.corrcoef(e2e[0::2], e2e[1::2])[0, 1])
 
+    assert "speed factor cv 20.00 %" in _run(server, **kw).notes["speed_noise"]  # the fleet's run says it
     assert abs(paired_correlation()) < 0.4
     shared = build.noise_seed
     monkeypatch.setattr(build, "noise_seed", lambda seed, machine: shared(seed, 0))

@@ -178,3 +178,7 @@ def test_a_case_with_speed_noise_is_predicted_as_the_median_over_five_seeds(tmp_
     scenario["servers"][0]["speed_noise"] = {"profile": "none"}
     path.write_text(yaml.safe_dump(case))
     assert run_case(path).replications == 1
+    # a fleet whose replicas have noise counts too (the fleet's own notes do not carry it)
+    scenario["servers"][0].update(speed_noise={"cv": 0.2}, replicas=2, router={"kind": "round_robin"})
+    path.write_text(yaml.safe_dump(case))
+    assert run_case(path).replications == 5

@@ -51,7 +51,9 @@ def resolve_fleet(spec: FleetSpec | ServerSpecT, model: ModelSpec, hardware: Har
             raise EngineError(f"prefill: {err}") from None
     label = spec.label
     engines = sorted({r.engine for r in replicas})
-    notes: dict[str, object] = {k: v for k, v in replicas[0].notes.items() if k.startswith("cost_profile")}
+    # what priced the replicas' passes, as a lone server's run says it (profile, front end, speed noise)
+    notes: dict[str, object] = {k: v for k, v in replicas[0].notes.items()
+                                if k.startswith("cost_profile") or k in ("frontend", "speed_noise")}
     notes.update({"replicas": len(replicas), "router": router.kind, "members": [r.label for r in replicas]})
     if not pd:
         return ResolvedFleet(label, "fleet:" + "+".join(engines), None, None, weight_format=replicas[0].weight_format,

@@ -250,12 +250,13 @@ class IterationServer:
         self._lines.clear()
 
     def _pace(self, now: float) -> None:
-        """Take the speed factor in force at ``now`` (the next pass is priced with it)."""
-        if now >= self._factor_until and self.speed is not None:
-            factor, self._factor_until = self.speed.at(now)
-            if factor != self._factor:
-                self._factor = factor
-                self._lines.clear()
+        """Take the speed factor in force at ``now`` (the next pass is priced with it). Called only
+        once ``now`` reaches ``_factor_until``, which stays inf without a speed process."""
+        assert self.speed is not None
+        factor, self._factor_until = self.speed.at(now)
+        if factor != self._factor:
+            self._factor = factor
+            self._lines.clear()
 
     def kick(self) -> None:
         """Wake the server if it is idle (a fleet routed a request to it)."""

@@ -73,6 +73,12 @@ REPLICATIONS = 5
 """Seeds a case with speed noise is run with; each prediction is the median over them."""
 
 
+def _has_noise(resolved: Any) -> bool:
+    """Whether a resolved server, or any replica of a resolved fleet, runs with speed noise."""
+    members = [*getattr(resolved, "members", []), *getattr(resolved, "prefill", [])]
+    return not resolved.noise.is_zero or any(_has_noise(m) for m in members)
+
+
 def _median(values: Any) -> Any:
     """The median of a metric over replications (non-numbers: the first run's value)."""
     xs = list(values)
@@ -85,7 +91,7 @@ def run_case(path: str | Path) -> CaseResult:
     """Simulate a case's scenario and compare every expectation."""
     import time
 
-    from sim.simulation import run, sweep_scenarios
+    from sim.simulation import resolve_servers, run, sweep_scenarios
 
     started = time.perf_counter()
     case, scenario = load_case(path)
@@ -93,7 +99,7 @@ def run_case(path: str | Path) -> CaseResult:
     swept = {_norm_sweep(point): sc for point, sc in sweep_scenarios(scenario)}
     # A server with speed noise (sim/noise.py) makes each run one draw of a random outcome, like the
     # measured run: the prediction is the median over REPLICATIONS seeds (seed, seed + 1, ...).
-    noisy = any("speed factor" in str(r.notes.get("speed_noise", "")) for r in results)
+    noisy = any(_has_noise(r) for sc in swept.values() for r in resolve_servers(sc))
     runs = [results] + [run(scenario.model_copy(update={"seed": scenario.seed + k}))
                         for k in range(1, REPLICATIONS if noisy else 1)]
     table: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, float]] = {}
