@@ -11,6 +11,9 @@ Each point subtracts the engine's own time, measured on the same machine, from w
   does not sample), or a published per-step host time divided by the sequences in the step;
 * ``step_s`` (per pass, vLLM) = the server's TPOT minus the offline engine's decode step.
 
+A vLLM ``request_s`` point is at least its machine's measured HTTP floor (``_floored``: a round
+trip through the API process that does no engine work), where one was measured.
+
 A profile's number is the median of its points. Every point records its source, hardware, date
 and formula in the written file (``calibration/profiles/frontend/fitted-frontend.yaml``). No
 validation data is read. ``python -m calibration.fit_frontend`` rewrites the file.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from typing import Any
 
 from calibration.measurements import DATA_DIR, file_sha256, repo_relative, write_fitted
 
-__all__ = ["OUT_FILE", "FrontendPoint", "fit_frontend", "frontend_points", "write_frontend"]
+__all__ = ["OUT_FILE", "FrontendPoint", "fit_frontend", "frontend_points", "http_floor", "write_frontend"]
 
 OUT_FILE = Path(__file__).resolve().parent / "profiles" / "frontend" / "fitted-frontend.yaml"
 MACHINE = "epyc-zen5-2c-vm"
@@ -123,6 +126,40 @@ _VLLM_SERVER_RUNS = (  # (folder under DATA_DIR, single-user server summary, mac
 )
 
 
+_HTTP_FLOORS = {  # (engine, machine) -> round trips through that server's API process with no engine work
+    ("vllm", "epyc-zen4-2c-vm"): "sandbox_zen4/vllm_cpu/http_floor.csv",
+}
+FLOOR_ENDPOINT = "POST /tokenize"
+"""The floor's endpoint: a JSON body parsed and answered by the API process, as every request is."""
+
+
+def http_floor(engine: str, machine: str) -> tuple[float, str, str] | None:
+    """(seconds, source, sha256) of the measured floor of ``request_s`` on this machine, if any."""
+    sub = _HTTP_FLOORS.get((engine, machine))
+    if sub is None:
+        return None
+    path = DATA_DIR / sub
+    for row in csv.DictReader(path.read_text().splitlines()):
+        if row["endpoint"] == FLOOR_ENDPOINT:
+            return float(row["median_ms"]) * 1e-3, f"{repo_relative(path)} {FLOOR_ENDPOINT}", file_sha256(path)[:16]
+    raise ValueError(f"{path}: no {FLOOR_ENDPOINT} row")
+
+
+def _floored(point: FrontendPoint) -> FrontendPoint:
+    """A request_s point raised to its machine's measured HTTP floor where it falls below it.
+
+    TTFT - prefill subtracts two numbers of ~170 ms measured minutes apart; on the 2-core sandbox
+    their noise (a few ms) is larger than the front end's time, and the difference can come out
+    negative. The request's trip through the API process cannot take less than a round trip
+    through that process that does no engine work, so the point is at least that."""
+    floor = http_floor(point.engine, point.hardware) if point.quantity == "request_s" else None
+    if floor is None or point.value_s >= floor[0]:
+        return point
+    value, src, sha = floor
+    return replace(point, value_s=value, source=f"{point.source} | floor: {src}", sha256=f"{point.sha256} / {sha}",
+                   formula=f"max({point.formula} = {point.value_s * 1e3:.1f} ms, HTTP round trip {value * 1e3:.2f} ms)")
+
+
 def _vllm_cpu_points() -> list[FrontendPoint]:
     out = []
     for sub, name, machine, date in _VLLM_SERVER_RUNS:
@@ -141,8 +178,9 @@ def _vllm_cpu_points() -> list[FrontendPoint]:
             src = (f"{repo_relative(server)} row {s['tag']} - {repo_relative(bench)} B=1 PP={prompt} "
                    f"(median of {len(pre)} / {len(dec)} runs)")
             sha = f"{file_sha256(server)[:16]} / {file_sha256(bench)[:16]}"
-            out += _server_points("vllm", "step_s", s, statistics.median(pre), statistics.median(dec), src, sha,
-                                  machine, VLLM_SOFTWARE, date, "offline ")
+            out += [_floored(p) for p in _server_points("vllm", "step_s", s, statistics.median(pre),
+                                                         statistics.median(dec), src, sha, machine, VLLM_SOFTWARE,
+                                                         date, "offline ")]
     return out
 
 

@@ -58,6 +58,7 @@ VALIDATION_PATHS = (
     "sandbox_zen4/vllm_server_load_2/",
     "sandbox_zen4/llama_server_load_b/",
     "sandbox_zen4/vllm_server_load_b/",
+    "sandbox_zen4/vllm_server_load_c/",
     "sandbox_zen4/vllm_server_load_b_cachehits/",
     "sandbox_zen4/vllm_server_load_3/",
 )
