@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,39 @@ def test_serial_front_end_queues_like_md1() -> None:
         r = res.recorder
         waits.append(float(np.mean((r.first_token_s - r.arrival_s)[300:])) - d)
     assert_matches_theory(waits, md1(rate, d).wait_s, rel_bias=0.05)
+
+
+@pytest.mark.parametrize("request_s", [0.0, 1e-4])
+def test_users_started_together_reach_a_serial_front_end_one_by_one(request_s: float) -> None:
+    """12 users send 256-token prompts at t = 0 to a 2048-token budget. Through a zero-cost front
+    end they arrive together and the first pass prefills 8 prompts; through one FIFO worker of
+    any positive cost they arrive one by one, and the idle engine starts on the first alone (as
+    vLLM's engine core does: its API process hands requests over one at a time)."""
+    server = {"kind": "paged_batching", "num_kv_blocks": 10**4, "max_num_seqs": 16, "max_num_batched_tokens": 2048,
+              "cost": LINEAR, "frontend": {"request_s": request_s, "serial": True}}
+    res = _run(server, arrival={"kind": "closed_loop", "users": 12, "think_time_s": 0}, prompt=256, output=4,
+               num_requests=12)
+    r = res.recorder
+    first = int(np.argmin(r.first_token_s))
+    together = 8 if request_s == 0 else 1
+    assert r.first_token_s[first] == pytest.approx(request_s + 0.004 + 2e-5 * 256 * together, rel=1e-9)
+    assert int(np.sum(r.first_token_s == r.first_token_s[first])) == together
+
+
+def test_a_machine_request_point_is_at_least_its_measured_http_floor() -> None:
+    from calibration.fit_frontend import _floored, http_floor
+
+    floor = http_floor("vllm", "epyc-zen4-2c-vm")
+    assert floor is not None and floor[0] > 0
+    points = [p for p in frontend_points() if p.engine == "vllm" and p.quantity == "request_s"]
+    floored = [p for p in points if http_floor(p.engine, p.hardware) is not None]
+    assert floored and all(p.value_s >= http_floor(p.engine, p.hardware)[0] for p in floored)
+    below = replace(floored[0], value_s=-0.003, formula="x")
+    above = replace(floored[0], value_s=floor[0] + 0.002, formula="y")
+    assert _floored(below).value_s == floor[0] and "HTTP round trip" in _floored(below).formula
+    assert _floored(above) == above
+    other = replace(below, hardware="epyc-zen5-2c-vm")  # no floor measured there: left as it is
+    assert _floored(other) == other
 
 
 def test_engine_presets_get_the_fitted_front_end_and_say_so() -> None:
