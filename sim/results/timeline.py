@@ -53,7 +53,7 @@ MAX_REQUESTS = 5_000
 """Requests a server may receive in a timeline run (timelines are for small runs)."""
 MAX_PASSES = 1_000_000
 """Forward passes a server may run in a timeline run (a trace of roughly 300 MB: the seed
-benchmark at 5 users, 196,320 passes, writes 55 MB)."""
+benchmark at 5 users, 196,387 passes, writes 55 MB)."""
 
 PASS_PHASES = ("prefill", "decode", "mixed")
 """A pass reads prompt chunks only, decodes only, or both (codes 0, 1, 2)."""
