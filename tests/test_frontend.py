@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from calibration.fit_frontend import fit_frontend, frontend_points
+from calibration.fit_frontend import _floored, fit_frontend, frontend_points, http_floor
 from sim.engines import resolve_server
 from sim.frontend import FRONTEND_NONE, load_frontend_profiles, select_frontend
 from sim.scenario import ScenarioError
@@ -99,8 +99,6 @@ def test_users_started_together_reach_a_serial_front_end_one_by_one(request_s: f
 
 
 def test_a_machine_request_point_is_at_least_its_measured_http_floor() -> None:
-    from calibration.fit_frontend import _floored, http_floor
-
     floor = http_floor("vllm", "epyc-zen4-2c-vm")
     assert floor is not None and floor[0] > 0
     points = [p for p in frontend_points() if p.engine == "vllm" and p.quantity == "request_s"]
