@@ -151,6 +151,12 @@ def test_every_expectation_counts_in_the_per_engine_table_with_its_known_failure
         e["status"] == "XFAIL" for e in expectations)
     assert by_engine([]) == {}
     assert "XFAIL" in proc.stdout.split("by engine and metric")[1]
+    # the same table over the published cases alone: exactly the expectations of cases whose source is a URL
+    published = doc["summary"]["by_engine_published"]
+    theirs = [e for c in doc["cases"] if c["published"] for e in c["expectations"]]
+    assert all(c["published"] == c["source"].startswith("https://") for c in doc["cases"])
+    assert 0 < sum(cell["n"] for cells in published.values() for cell in cells.values()) == len(theirs) < len(expectations)
+    assert "published cases alone" in proc.stdout
 
 
 def test_a_case_with_speed_noise_is_predicted_as_the_median_over_five_seeds(tmp_path):

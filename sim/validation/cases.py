@@ -173,9 +173,15 @@ class CaseResult:
     replications: int = 1
     """Runs (seeds) whose median each prediction is: more than one when a server has speed noise."""
 
+    @property
+    def published(self) -> bool:
+        """Measured by others and published (the source is a URL), not by this project."""
+        return self.source.startswith(("http://", "https://"))
+
     def row(self) -> dict[str, Any]:
         return {"id": self.id, "file": self.file, "source": self.source, "credibility": self.credibility,
-                "notes": self.notes, "seconds": round(self.seconds, 2), "replications": self.replications,
+                "notes": self.notes, "published": self.published, "seconds": round(self.seconds, 2),
+                "replications": self.replications,
                 "expectations": [e.row() for e in self.expectations]}
 
 
