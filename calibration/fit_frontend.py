@@ -11,8 +11,9 @@ Each point subtracts the engine's own time, measured on the same machine, from w
   does not sample), or a published per-step host time divided by the sequences in the step;
 * ``step_s`` (per pass, vLLM) = the server's TPOT minus the offline engine's decode step.
 
-A vLLM ``request_s`` point is at least its machine's measured HTTP floor (``_floored``: a round
-trip through the API process that does no engine work), where one was measured.
+A ``request_s`` point is at least its engine's measured HTTP floor on that machine (``_floored``:
+a round trip through the API process that does no engine work), where one was measured (vLLM on
+the sandbox).
 
 A profile's number is the median of its points. Every point records its source, hardware, date
 and formula in the written file (``calibration/profiles/frontend/fitted-frontend.yaml``). No
@@ -178,9 +179,8 @@ def _vllm_cpu_points() -> list[FrontendPoint]:
             src = (f"{repo_relative(server)} row {s['tag']} - {repo_relative(bench)} B=1 PP={prompt} "
                    f"(median of {len(pre)} / {len(dec)} runs)")
             sha = f"{file_sha256(server)[:16]} / {file_sha256(bench)[:16]}"
-            out += [_floored(p) for p in _server_points("vllm", "step_s", s, statistics.median(pre),
-                                                         statistics.median(dec), src, sha, machine, VLLM_SOFTWARE,
-                                                         date, "offline ")]
+            out += _server_points("vllm", "step_s", s, statistics.median(pre), statistics.median(dec), src, sha,
+                                  machine, VLLM_SOFTWARE, date, "offline ")
     return out
 
 
@@ -218,7 +218,7 @@ def _published_points() -> list[FrontendPoint]:
 
 def frontend_points() -> list[FrontendPoint]:
     """Every front-end number of the calibration set."""
-    return _llama_server_points() + _vllm_cpu_points() + _published_points()
+    return [_floored(p) for p in _llama_server_points() + _vllm_cpu_points() + _published_points()]
 
 
 # (id, engine, hardware class, serial, {quantity: [(engine, class) whose points give it]}, note)

@@ -4,7 +4,7 @@ and a note of which cost profile prices it and why."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import assert_never
+from typing import Any, assert_never
 
 from sim.catalog import HardwareSpec, ModelSpec
 from sim.costs import DecodeLine, RooflineStepCost, StepCost
@@ -74,7 +74,7 @@ def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: Hardwa
         raise EngineError(f"server {spec.label!r}: frontend.profile: {err}") from None
     fitted = front is not FRONTEND_NONE  # a fitted profile applies (its numbers may be zero)
     if fs is not None:
-        changes = {k: v for k, v in fs.model_dump().items() if k != "profile" and v is not None}
+        changes = _set_fields(fs)
         if changes:
             front = replace(front, id=f"{front.id} (overridden: {', '.join(sorted(changes))})", **changes)
     resolved.frontend = front
@@ -98,6 +98,11 @@ def _with_frontend(resolved: ResolvedServer, spec: ServerSpecT, hardware: Hardwa
     return resolved
 
 
+def _set_fields(part: Any) -> dict[str, Any]:
+    """The fields a scenario's ``frontend:`` / ``speed_noise:`` sets beside its profile (overrides)."""
+    return {k: v for k, v in part.model_dump().items() if k != "profile" and v is not None}
+
+
 def _with_noise(resolved: ResolvedServer, spec: ServerSpecT, hardware: HardwareSpec) -> ResolvedServer:
     """Attach the machine's speed noise (sim/noise.py): the named profile, else the one fitted on
     this hardware, with the spec's overrides; said in the notes whenever a profile applies."""
@@ -107,7 +112,7 @@ def _with_noise(resolved: ResolvedServer, spec: ServerSpecT, hardware: HardwareS
     except ValueError as err:
         raise EngineError(f"server {spec.label!r}: speed_noise.profile: {err}") from None
     if ns is not None:
-        changes = {k: v for k, v in ns.model_dump().items() if k != "profile" and v is not None}
+        changes = _set_fields(ns)
         if changes:
             named = "set in the scenario" if noise is NOISE_NONE else f"{noise.id} (overridden: {', '.join(sorted(changes))})"
             noise = replace(noise, id=named, **changes)
